@@ -1,0 +1,32 @@
+//! The `wasmhub` binary. It parses the command line, sets up logging and hands over to a library; nothing else.
+
+mod proxy_command;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wasmhub", version, about = "A multi-user Jupyter hub with sandboxed WebAssembly policies")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP/WebSocket proxy alone: a drop-in for configurable-http-proxy (same flags and REST API).
+    Proxy(Box<proxy_command::ProxyArgs>),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Proxy(args) => proxy_command::run(*args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wasmhub: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

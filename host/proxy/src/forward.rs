@@ -1,0 +1,433 @@
+//! Forwarding one client request to the route's target: CHP's URL rewriting and `X-Forwarded-*` headers, streamed
+//! bodies both ways, WebSocket upgrades piped byte for byte, and `last_activity` recorded as CHP records it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::metrics::{KindLabel, StatusLabel};
+use crate::path::RequestPath;
+use crate::routes::Route;
+use crate::{BoxError, Proxy, ProxyBody, full_body};
+
+/// What the proxy knows about the client connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientInfo {
+    pub(crate) remote: SocketAddr,
+    pub(crate) encrypted: bool,
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+impl Proxy {
+    /// Answers one request that arrived on the proxy port.
+    pub(crate) async fn handle_proxy(&self, mut request: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
+        if request.uri().path_and_query().map(|pq| pq.as_str()) == Some("/_chp_healthz") {
+            return health_check();
+        }
+        let websocket = is_websocket_upgrade(&request);
+        let metrics = &self.shared.metrics;
+        if websocket {
+            metrics.requests_ws.inc();
+        } else {
+            metrics.requests_web.inc();
+        }
+
+        let path = match RequestPath::parse(request.uri().path()) {
+            Ok(path) => path,
+            Err(error) => {
+                tracing::warn!(uri = %request.uri(), %error, "cannot route request");
+                return self.error_response(StatusCode::INTERNAL_SERVER_ERROR, request.uri(), websocket).await;
+            }
+        };
+        let lookup_key = if self.shared.config.host_routing {
+            format!("/{}{}", request_host(&request).unwrap_or_default(), path.decoded)
+        } else {
+            path.decoded.clone()
+        };
+        let Some(route) = self.shared.store.table().lookup(&lookup_key) else {
+            return self.error_response(StatusCode::NOT_FOUND, request.uri(), websocket).await;
+        };
+
+        let upstream_uri = match self.upstream_uri(&route, &path, request.uri().query()) {
+            Ok(uri) => uri,
+            Err(error) => {
+                tracing::error!(route = route.key(), %error, "cannot build the upstream URL");
+                return self.error_response(StatusCode::INTERNAL_SERVER_ERROR, request.uri(), websocket).await;
+            }
+        };
+        let original_uri = request.uri().clone();
+        let method = request.method().clone();
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        let (parts, body) = request.into_parts();
+        let client_version = parts.version;
+        let mut upstream_request = Request::new(if websocket {
+            full_body(Bytes::new())
+        } else {
+            ActivityBody::new(body, route.clone(), None).boxed_unsync()
+        });
+        *upstream_request.method_mut() = parts.method;
+        *upstream_request.uri_mut() = upstream_uri;
+        *upstream_request.headers_mut() = self.upstream_headers(parts.headers, &client, websocket);
+
+        let started = Instant::now();
+        let sent = self.shared.client.request(upstream_request);
+        let result = match self.shared.config.proxy_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result.map_err(BoxError::from),
+                Err(_) => Err(UpstreamTimeout.into()),
+            },
+            None => sent.await.map_err(BoxError::from),
+        };
+        metrics.request_duration.observe(started.elapsed().as_secs_f64());
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let kind = classify_upstream_error(&*error);
+                metrics.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+                tracing::error!(
+                    "503 {} {} {}: {}",
+                    if websocket { "WS" } else { method.as_str() },
+                    original_uri.path(),
+                    route.target().as_str(),
+                    error_chain(&*error)
+                );
+                return self.error_response(StatusCode::SERVICE_UNAVAILABLE, &original_uri, websocket).await;
+            }
+        };
+        metrics.requests_proxy.get_or_create(&StatusLabel { status: response.status().as_u16() }).inc();
+
+        if let Some(client_upgrade) = client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            self.spawn_websocket_pipe(client_upgrade, upstream_upgrade, route);
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, full_body(Bytes::new()));
+        }
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // Answer in the client's HTTP version, whatever the target spoke.
+        parts.version = client_version;
+        // CHP counts a web request as activity only once it has succeeded (status < 300).
+        let touch_on_end = (!websocket && parts.status.as_u16() < 300).then_some(route.clone());
+        let body = ActivityBody::new(body, route, touch_on_end).boxed_unsync();
+        Response::from_parts(parts, body)
+    }
+
+    fn upstream_uri(&self, route: &Route, path: &RequestPath, query: Option<&str>) -> Result<Uri, http::Error> {
+        let config = &self.shared.config;
+        let target = route.target();
+        let mut forwarded_path: &str = &path.forwarded;
+        if !config.include_prefix {
+            // Drop as many leading segments as the route key has (the host segment is not in the path).
+            let mut segments = route.key().trim_matches('/').split('/').filter(|s| !s.is_empty()).count();
+            if config.host_routing {
+                segments = segments.saturating_sub(1);
+            }
+            let trimmed = forwarded_path.trim_start_matches('/');
+            let cut = trimmed.match_indices('/').nth(segments.saturating_sub(1)).map(|(i, _)| i);
+            forwarded_path = match (segments, cut) {
+                (0, _) => forwarded_path,
+                (_, Some(index)) => &trimmed[index..],
+                (_, None) => "/",
+            };
+        }
+        let base = if config.prepend_path { target.base_path() } else { "" };
+        let mut path_and_query = String::with_capacity(base.len() + forwarded_path.len() + 64);
+        path_and_query.push_str(base);
+        path_and_query.push_str(forwarded_path);
+        if let Some(query) = query {
+            path_and_query.push('?');
+            path_and_query.push_str(query);
+        }
+        Uri::builder()
+            .scheme(target.scheme().clone())
+            .authority(target.authority().clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+
+    fn upstream_headers(&self, mut headers: HeaderMap, client: &ClientInfo, websocket: bool) -> HeaderMap {
+        strip_hop_by_hop(&mut headers);
+        if websocket {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        if self.shared.config.x_forward {
+            let port = headers
+                .get(header::HOST)
+                .and_then(|host| host.to_str().ok())
+                .and_then(|host| host.rsplit_once(':').map(|(_, port)| port.to_owned()))
+                .filter(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+                .unwrap_or_else(|| if client.encrypted { "443".into() } else { "80".into() });
+            let proto = match (websocket, client.encrypted) {
+                (true, true) => "wss",
+                (true, false) => "ws",
+                (false, true) => "https",
+                (false, false) => "http",
+            };
+            let client_ip = client.remote.ip().to_canonical().to_string();
+            append_forwarded(&mut headers, "x-forwarded-for", &client_ip);
+            append_forwarded(&mut headers, "x-forwarded-port", &port);
+            append_forwarded(&mut headers, "x-forwarded-proto", proto);
+            if !websocket && !headers.contains_key("x-forwarded-host") {
+                let host = headers.get(header::HOST).cloned().unwrap_or_else(|| HeaderValue::from_static(""));
+                headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+            }
+        }
+        for (name, value) in &self.shared.config.custom_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        headers
+    }
+
+    fn spawn_websocket_pipe(
+        &self,
+        client_upgrade: hyper::upgrade::OnUpgrade,
+        upstream_upgrade: hyper::upgrade::OnUpgrade,
+        route: Arc<Route>,
+    ) {
+        let proxy = self.clone();
+        self.shared.websockets.spawn(async move {
+            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(route = route.key(), %error, "websocket upgrade failed");
+                    return;
+                }
+            };
+            let gauge = &proxy.shared.metrics.websockets_open;
+            gauge.inc();
+            let mut client = ActivityIo { inner: TokioIo::new(client), route };
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%error, "websocket closed with an error");
+            }
+            gauge.dec();
+        });
+    }
+}
+
+fn health_check() -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(Bytes::from_static(br#"{"status":"OK"}"#)));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `GET` with `Upgrade: websocket` and a `Connection` header listing `upgrade`: what browsers send for websockets.
+fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    let upgrade_is_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("websocket"));
+    let connection_upgrade = headers.get_all(header::CONNECTION).iter().any(|value| {
+        value.to_str().is_ok_and(|value| value.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+    });
+    request.method() == http::Method::GET && upgrade_is_websocket && connection_upgrade
+}
+
+/// The Host header without its port (or the authority of an absolute-form request).
+pub(crate) fn request_host<B>(request: &Request<B>) -> Option<String> {
+    let host = match request.headers().get(header::HOST).and_then(|value| value.to_str().ok()) {
+        Some(host) => host.to_owned(),
+        None => request.uri().host()?.to_owned(),
+    };
+    Some(host.split(':').next().unwrap_or_default().to_owned())
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// CHP appends with a bare comma: an incoming `X-Forwarded-For: 1.2.3.4` becomes `1.2.3.4,127.0.0.1`.
+fn append_forwarded(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let existing: Vec<&str> = headers.get_all(name).iter().filter_map(|value| value.to_str().ok()).collect();
+    let combined = if existing.is_empty() { value.to_owned() } else { format!("{},{value}", existing.join(", ")) };
+    if let Ok(combined) = HeaderValue::from_str(&combined) {
+        headers.insert(HeaderName::from_static(name), combined);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the target did not answer within --proxy-timeout")]
+struct UpstreamTimeout;
+
+fn classify_upstream_error(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    if error.is::<UpstreamTimeout>() {
+        return "timeout";
+    }
+    if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
+        if client_error.is_connect() {
+            return "connect";
+        }
+    }
+    "protocol"
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// A body that records activity on its route: for every data frame (client uploads, as CHP does on request
+/// chunks), and once when it ends or is dropped if `touch_on_end` is set (successful responses).
+struct ActivityBody<B> {
+    inner: B,
+    route: Arc<Route>,
+    touch_on_end: Option<Arc<Route>>,
+    touch_each_frame: bool,
+}
+
+impl<B> ActivityBody<B> {
+    fn new(inner: B, route: Arc<Route>, touch_on_end: Option<Arc<Route>>) -> ActivityBody<B> {
+        // Request bodies (no end hook) count per chunk; response bodies count once, at the end.
+        let touch_each_frame = touch_on_end.is_none();
+        ActivityBody { inner, route, touch_on_end, touch_each_frame }
+    }
+}
+
+impl<B> Body for ActivityBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) if self.touch_each_frame && frame.is_data() => self.route.touch(),
+            Poll::Ready(None) => {
+                if let Some(route) = self.touch_on_end.take() {
+                    route.touch();
+                }
+            }
+            _ => {}
+        }
+        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ActivityBody<B> {
+    fn drop(&mut self) {
+        // Bodies the server never polls (empty ones, HEAD responses) still count when they are done.
+        if let Some(route) = self.touch_on_end.take() {
+            route.touch();
+        }
+    }
+}
+
+/// The client side of a proxied websocket: every chunk the client sends is activity, server pushes are not.
+struct ActivityIo<T> {
+    inner: T,
+    route: Arc<Route>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.route.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_headers_append_with_a_bare_comma() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        append_forwarded(&mut headers, "x-forwarded-for", "127.0.0.1");
+        append_forwarded(&mut headers, "x-forwarded-proto", "http");
+        assert_eq!(headers["x-forwarded-for"], "1.2.3.4,127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::COOKIE));
+    }
+
+    #[test]
+    fn websocket_upgrades_are_recognised() {
+        let request = Request::get("/x")
+            .header(header::CONNECTION, "keep-alive, Upgrade")
+            .header(header::UPGRADE, "WebSocket")
+            .body(())
+            .unwrap();
+        assert!(is_websocket_upgrade(&request));
+        let post = Request::post("/x").header(header::CONNECTION, "upgrade").header(header::UPGRADE, "websocket");
+        assert!(!is_websocket_upgrade(&post.body(()).unwrap()));
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+#! Installs the real peers the tests talk to into $WASMHUB_PEERS (default ~/.cache/wasmhub/peers).
+#! Idempotent: each peer is rebuilt only when its pinned requirement file changes.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+peers="${WASMHUB_PEERS:-$HOME/.cache/wasmhub/peers}"
+mkdir -p "$peers"
+
+stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
+
+# configurable-http-proxy 5.3 from npm, pinned by the committed lockfile.
+chp_hash="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -c1-16)"
+if ! stamp_ok "$peers/chp" "$chp_hash"; then
+  rm -rf "$peers/chp" && mkdir -p "$peers/chp"
+  cp "$here/package.json" "$here/package-lock.json" "$peers/chp/"
+  (cd "$peers/chp" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$chp_hash" > "$peers/chp/.stamp"
+fi
+
+# Python JupyterHub 5.x with JupyterLab and the idle culler.
+for req in "$here"/requirements-*.txt; do
+  name="venv-$(basename "$req" .txt | sed 's/^requirements-//')"
+  hash="$(sha256sum "$req" | cut -c1-16)"
+  if ! stamp_ok "$peers/$name" "$hash"; then
+    rm -rf "$peers/$name"
+    python3 -m venv "$peers/$name"
+    "$peers/$name/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$hash" > "$peers/$name/.stamp"
+  fi
+done
+echo "peers ready in $peers"
