@@ -48,7 +48,18 @@ enum Command {
 /// Handle to the writer thread.
 pub(crate) struct Journal {
     path: PathBuf,
-    sender: mpsc::Sender<Command>,
+    sender: Option<mpsc::Sender<Command>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Journal {
+    /// Waits for the writer to flush and release the file lock, so the file can be reopened right away.
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// The routes read back from the file at start, in file order, with anything that could not be read reported.
@@ -94,15 +105,20 @@ impl Journal {
     /// Appends one record and waits until it is written.
     pub(crate) async fn append(&self, record: Record) -> Result<(), JournalError> {
         let (done, wait) = oneshot::channel();
-        self.sender.send(Command::Append(record, done)).map_err(|_| JournalError::Stopped)?;
+        self.send(Command::Append(record, done))?;
         self.finish(wait).await
     }
 
     /// Writes a final snapshot (with current activity) and stops the writer.
     pub(crate) async fn close(&self, snapshot: Vec<Record>) -> Result<(), JournalError> {
         let (done, wait) = oneshot::channel();
-        self.sender.send(Command::Close(snapshot, done)).map_err(|_| JournalError::Stopped)?;
+        self.send(Command::Close(snapshot, done))?;
         self.finish(wait).await
+    }
+
+    fn send(&self, command: Command) -> Result<(), JournalError> {
+        let sender = self.sender.as_ref().ok_or(JournalError::Stopped)?;
+        sender.send(command).map_err(|_| JournalError::Stopped)
     }
 
     async fn finish(&self, wait: oneshot::Receiver<Result<(), String>>) -> Result<(), JournalError> {
@@ -138,11 +154,11 @@ impl PendingJournal {
             snapshot_len: initial.len(),
             dirty_since: None,
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("wasmhub-routes-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(io_error)?;
-        Ok(Journal { path: self.path, sender })
+        Ok(Journal { path: self.path, sender: Some(sender), writer: Some(writer) })
     }
 }
 
@@ -316,7 +332,6 @@ mod tests {
         }
         journal.append(Record::Remove { path: "/b".into() }).await.unwrap();
         drop(journal);
-        std::thread::sleep(Duration::from_millis(50));
 
         let (loaded, _journal) = start(&path, live);
         let keys: Vec<&str> = loaded.routes.iter().map(|(key, _, _)| key.as_str()).collect();

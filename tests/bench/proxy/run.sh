@@ -56,17 +56,27 @@ missing() { say "SKIP: $*"; echo "$*" >> "$SCRATCH/missing.txt"; }
 # ---------------------------------------------------------------- process bookkeeping and cleanup
 PIDS=()
 cleanup() {
-  local pid kids=() i
+  local pid kids=() i any
   for pid in "${PIDS[@]}"; do kids+=($(pgrep -P "$pid" 2>/dev/null || true)); done
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}" "${kids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for i in $(seq 50); do
-    local any=0
+    any=0
     for pid in "${PIDS[@]}" "${kids[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
     [ "$any" = 0 ] && break
     sleep 0.1
   done
   for pid in "${PIDS[@]}" "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+}
+# Runs a long step in the background and waits, so that a signal to this script is handled at once.
+run_waited() {
+  local pid rc=0
+  "$@" &
+  pid=$!
+  PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  PIDS=("${PIDS[@]/$pid}")
+  return "$rc"
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
@@ -99,7 +109,7 @@ wasmhub_bin="${WASMHUB_BIN:-$repo/target/release/wasmhub}"
 if want wh1 || want wh10k; then
   if [ -z "${WASMHUB_BIN:-}" ] && [ "$build" = 1 ]; then
     say "building wasmhub (cargo build --release -p wasmhub-cli; log in $SCRATCH/build.log)"
-    if ! (cd "$repo" && cargo build --release -p wasmhub-cli) >"$SCRATCH/build.log" 2>&1; then
+    if ! run_waited cargo build --manifest-path "$repo/Cargo.toml" --release -p wasmhub-cli >"$SCRATCH/build.log" 2>&1; then
       missing "wasmhub: cargo build --release -p wasmhub-cli failed (see $SCRATCH/build.log)"
       wasmhub_bin=""
     fi
@@ -201,7 +211,7 @@ want wh10k  && start_proxy wh10k  wh  "$P_WH10K"  "$A_WH10K"  "$N_ROUTES"
 
 # ---------------------------------------------------------------- measure and report
 say "results in $SCRATCH; $ROUNDS round(s) x $DUR s; setups: $(cut -d' ' -f1 "$SCRATCH/setups.tsv" | tr '\n' ' ')"
-python3 "$helper" measure "$SCRATCH" --token "$TOKEN" --target "$BACKEND" --rounds "$ROUNDS" --dur "$DUR" \
+run_waited python3 "$helper" measure "$SCRATCH" --token "$TOKEN" --target "$BACKEND" --rounds "$ROUNDS" --dur "$DUR" \
   --warmup "$WARMUP" --n-routes "$N_ROUTES" --reg-conc "$REG_CONC"
 table_args=()
 [ "$write_docs" = 1 ] && table_args=(--docs "$repo/docs/bench/proxy.md" --command "$cmdline")
