@@ -95,7 +95,10 @@ impl ChildGuard {
 
     /// Sends `signal` (e.g. "TERM", "KILL") to the whole process group.
     pub fn signal(&self, signal: &str) {
-        let _ = Command::new("kill").arg(format!("-{signal}")).arg(format!("-{}", self.pid())).status();
+        // `-s SIG -- -PGID`, never `-SIG -PGID`: procps-ng 4.0.2 (Debian 12) keeps only the first digit of the
+        // group there, so `kill -TERM -12345` runs kill(-1, SIGTERM) and hits every process we may signal (strace).
+        let group = format!("-{}", self.pid());
+        let _ = Command::new("kill").args(["-s", signal, "--", &group]).status();
     }
 
     /// Waits up to `timeout` for the process to exit and returns its exit status.

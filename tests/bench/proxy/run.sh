@@ -15,6 +15,9 @@
 # listed under the table; the other setups still run. Everything listens on 127.0.0.1 only, and every
 # process started here is stopped on exit, also on failure or Ctrl-C.
 set -euo pipefail
+# Nothing here reads input. Keep the children (node, nginx, wrk) off the caller's stdin: without this, a
+# run stopped with SIGTERM left the calling shell unable to read its own (piped) stdin.
+exec </dev/null
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
@@ -55,19 +58,26 @@ missing() { say "SKIP: $*"; echo "$*" >> "$SCRATCH/missing.txt"; }
 
 # ---------------------------------------------------------------- process bookkeeping and cleanup
 PIDS=()
-cleanup() {
-  local pid kids=() i any
-  for pid in "${PIDS[@]}"; do kids+=($(pgrep -P "$pid" 2>/dev/null || true)); done
-  for pid in "${PIDS[@]}" "${kids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+# True if PID $1 is still a child of this script (so never signal a reused PID).
+ours() { [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]; }
+forget() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+# Stops the given PIDs (children of this script) and their children: TERM, up to 5 s, then KILL.
+stop() {
+  local pid mine=() kids=() i any
+  for pid in "$@"; do ours "$pid" && mine+=("$pid"); done
+  [ "${#mine[@]}" = 0 ] && return 0
+  for pid in "${mine[@]}"; do kids+=($(pgrep -P "$pid" 2>/dev/null || true)); done
+  for pid in "${mine[@]}" "${kids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for i in $(seq 50); do
     any=0
-    for pid in "${PIDS[@]}" "${kids[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
+    for pid in "${mine[@]}" "${kids[@]}"; do kill -0 "$pid" 2>/dev/null && any=1; done
     [ "$any" = 0 ] && break
     sleep 0.1
   done
-  for pid in "${PIDS[@]}" "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for pid in "${mine[@]}" "${kids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${mine[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
+cleanup() { stop "${PIDS[@]}"; }
 # Runs a long step in the background and waits, so that a signal to this script is handled at once.
 run_waited() {
   local pid rc=0
@@ -75,7 +85,7 @@ run_waited() {
   pid=$!
   PIDS+=("$pid")
   wait "$pid" || rc=$?
-  PIDS=("${PIDS[@]/$pid}")
+  forget "$pid"
   return "$rc"
 }
 trap cleanup EXIT
@@ -183,7 +193,8 @@ start_proxy() { # name kind port api_port routes
     say "$name started (pid $pid, proxy :$port, api :$api)"
   else
     missing "$name: did not start: $(tail -c 300 "$SCRATCH/$name.wait"); log tail: $(tail -n 3 "$SCRATCH/$name.log" 2>/dev/null | tr '\n' ' ' | cut -c1-400)"
-    kill -TERM "$pid" 2>/dev/null || true
+    stop "$pid"
+    forget "$pid"
   fi
 }
 want chp1   && start_proxy chp1   chp "$P_CHP1"   "$A_CHP1"   1
