@@ -10,7 +10,7 @@
 //! | anything else | 200 JSON echo: method, request-target as received, headers, body length ([`Echo`]) |
 //! | `slow?ms=N` | waits N ms, then echoes |
 //! | `hang` | never answers |
-//! | `status?code=N` | answers status N (a 3xx gets `Location: /elsewhere`) with a short text body |
+//! | `status?code=N[&empty=1]` | answers status N (a 3xx gets `Location: /elsewhere`) with `status N` or no body |
 //! | `bytes?n=N` | streams N bytes of the [`pattern`] (chunked, no content-length) |
 //! | `upload` | counts and checks a streamed request body against the [`pattern`]; answers [`UploadReport`] JSON |
 //! | parent segment `error` (e.g. `/hub/error/503`) | a fake error target: 200, [`ERROR_PAGE_CONTENT_TYPE`], a body starting with [`ERROR_PAGE_MARKER`] |
@@ -103,6 +103,35 @@ impl Drop for Backend {
     }
 }
 
+/// A port on 127.0.0.1 that refuses connections for as long as this value lives.
+///
+/// The socket is bound but never listens: connecting gets a reset at once (ECONNREFUSED), and, unlike a port that
+/// was merely free a moment ago, no other test can start listening on it meanwhile.
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind 127.0.0.1:0");
+        let addr = socket.local_addr().unwrap();
+        ClosedPort { _socket: socket, addr }
+    }
+
+    /// `http://127.0.0.1:<port>`, a route target that is down.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> ClosedPort {
+        ClosedPort::new()
+    }
+}
+
 /// What the echo endpoint saw, parsed back from its JSON reply.
 #[derive(Clone, Debug)]
 pub struct Echo {
@@ -131,8 +160,9 @@ impl Echo {
     }
 
     pub fn from_body(body: &[u8]) -> Echo {
-        let value: Value = serde_json::from_slice(body)
-            .unwrap_or_else(|error| panic!("backend reply is not echo JSON ({error}): {}", String::from_utf8_lossy(body)));
+        let value: Value = serde_json::from_slice(body).unwrap_or_else(|error| {
+            panic!("backend reply is not echo JSON ({error}): {}", String::from_utf8_lossy(body))
+        });
         Echo::from_json(&value)
     }
 
@@ -328,6 +358,8 @@ async fn garbage(mut stream: TcpStream) {
 async fn websocket(stream: TcpStream, state: Arc<State>) {
     let handshake_state = state.clone();
     let mut target = String::new();
+    // The error type of this callback is fixed by tungstenite; it is never returned here.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &WsRequest, response: WsResponse| {
         let echo = Echo {
             method: request.method().to_string(),
@@ -353,14 +385,12 @@ async fn websocket(stream: TcpStream, state: Arc<State>) {
         while let Some(Ok(_)) = ws.next().await {}
     } else {
         while let Some(Ok(message)) = ws.next().await {
-            match message {
-                Message::Text(_) | Message::Binary(_) => {
-                    if ws.send(message).await.is_err() {
-                        return;
-                    }
-                }
-                Message::Close(_) => break,
-                _ => {}
+            if message.is_close() {
+                break;
+            }
+            // Pings are answered by tungstenite itself; only data messages are echoed.
+            if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                return;
             }
         }
     }
@@ -398,7 +428,9 @@ async fn handle(request: Request<Incoming>, state: Arc<State>) -> Result<Respons
             "hang" => std::future::pending().await,
             "status" => {
                 let code: u16 = query_param(query, "code").and_then(|c| c.parse().ok()).unwrap_or(200);
-                let mut response = full(code, "text/plain", format!("status {code}"));
+                // `empty=1` tells apart "a response finished" from "response bytes flowed".
+                let body = if query_param(query, "empty").is_some() { String::new() } else { format!("status {code}") };
+                let mut response = full(code, "text/plain", body);
                 if (300..400).contains(&code) {
                     response.headers_mut().insert("location", "/elsewhere".parse().unwrap());
                 }
@@ -447,4 +479,41 @@ async fn echo(request: Request<Incoming>, target: String) -> Response<Body> {
     // A response header the proxy has to pass through untouched.
     response.headers_mut().insert("x-backend", "echo".parse().unwrap());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PatternCheck, pattern};
+    use futures_util::StreamExt;
+
+    #[tokio::test]
+    async fn pattern_is_i_mod_251_and_check_accepts_any_split() {
+        let len = 200_003u64;
+        let chunks: Vec<_> = pattern(len).collect().await;
+        let all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        assert_eq!(all.len() as u64, len);
+        assert!(all.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        let mut check = PatternCheck::new();
+        for piece in all.chunks(7_777) {
+            check.feed(piece);
+        }
+        assert_eq!(check.received(), len);
+        assert!(check.ok());
+    }
+
+    #[tokio::test]
+    async fn check_detects_changed_dropped_and_repeated_bytes() {
+        let all: Vec<u8> = pattern(300_000).collect::<Vec<_>>().await.concat();
+        let mut changed = all.clone();
+        changed[123_456] ^= 1;
+        let mut dropped = all.clone();
+        dropped.drain(70_000..70_000 + 65_536);
+        let mut repeated = all[..65_536].to_vec();
+        repeated.extend_from_slice(&all);
+        for (label, body) in [("changed", changed), ("dropped", dropped), ("repeated", repeated)] {
+            let mut check = PatternCheck::new();
+            check.feed(&body);
+            assert!(!check.ok(), "{label} chunk not detected");
+        }
+    }
 }

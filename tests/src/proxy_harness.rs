@@ -86,10 +86,8 @@ impl RunningProxy {
 
     /// Starts `kind` with `CONFIGPROXY_AUTH_TOKEN` set to `token` (removed if `None`) and the extra CHP flags `args`.
     pub async fn start_with(kind: ProxyKind, token: Option<&str>, args: &[&str]) -> RunningProxy {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("proxy-contract-{}-", kind.name()))
-            .tempdir()
-            .expect("temp dir");
+        let dir =
+            tempfile::Builder::new().prefix(&format!("proxy-contract-{}-", kind.name())).tempdir().expect("temp dir");
         let log_path = dir.path().join("proxy.log");
         let log = File::create(&log_path).expect("create proxy log");
         let proxy_port = free_port();
@@ -132,20 +130,10 @@ impl RunningProxy {
             Some(token) => command.env("CONFIGPROXY_AUTH_TOKEN", token),
             None => command.env_remove("CONFIGPROXY_AUTH_TOKEN"),
         };
-        command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log);
+        command.stdin(Stdio::null()).stdout(log.try_clone().expect("clone log handle")).stderr(log);
         let child = ChildGuard::spawn(kind.name(), command);
-        let mut proxy = RunningProxy {
-            kind,
-            proxy_port,
-            api_port,
-            token: token.map(str::to_owned),
-            log_path,
-            dir,
-            child,
-        };
+        let mut proxy =
+            RunningProxy { kind, proxy_port, api_port, token: token.map(str::to_owned), log_path, dir, child };
         proxy.wait_until_listening().await;
         proxy
     }
@@ -160,7 +148,11 @@ impl RunningProxy {
                 if let Ok(Some(status)) = self.child.child.try_wait() {
                     panic!("{} exited with {status} before listening on {port}", self.context());
                 }
-                assert!(Instant::now() < deadline, "{} does not listen on {port} after {STARTUP_TIMEOUT:?}", self.context());
+                assert!(
+                    Instant::now() < deadline,
+                    "{} does not listen on {port} after {STARTUP_TIMEOUT:?}",
+                    self.context()
+                );
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
@@ -292,7 +284,8 @@ impl RunningProxy {
 
     /// The `last_activity` string of the route at `path` (which must exist).
     pub async fn last_activity(&self, path: &str) -> String {
-        let route = self.get_route(path).await.unwrap_or_else(|| panic!("route {path} is missing via {}", self.context()));
+        let route =
+            self.get_route(path).await.unwrap_or_else(|| panic!("route {path} is missing via {}", self.context()));
         route["last_activity"]
             .as_str()
             .unwrap_or_else(|| panic!("route {path} has no last_activity string: {route} via {}", self.context()))

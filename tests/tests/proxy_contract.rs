@@ -18,8 +18,9 @@ use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use wasmhub_system_tests::backend::{Backend, ERROR_PAGE_CONTENT_TYPE, ERROR_PAGE_MARKER, PatternCheck, UploadReport, pattern};
-use wasmhub_system_tests::free_port;
+use wasmhub_system_tests::backend::{
+    Backend, ClosedPort, ERROR_PAGE_CONTENT_TYPE, ERROR_PAGE_MARKER, PatternCheck, UploadReport, pattern,
+};
 use wasmhub_system_tests::proxy_harness::{
     ApiAuth, BoxError, ProxyKind, RunningProxy, TOKEN, WsClient, now_ms, parse_timestamp_ms, poll_until, send,
 };
@@ -28,11 +29,6 @@ use wasmhub_system_tests::proxy_harness::{
 const ACTIVITY_WAIT: Duration = Duration::from_secs(10);
 /// A little more than 100 MiB, deliberately not a multiple of any chunk size.
 const LARGE_BODY: u64 = 100 * 1024 * 1024 + 12_345;
-
-/// A target URL on which nothing listens (connections are refused).
-fn dead_target() -> String {
-    format!("http://127.0.0.1:{}", free_port())
-}
 
 /// What the backend saw as request-target when `target` was requested through the proxy.
 async fn forwarded(proxy: &RunningProxy, target: &str) -> String {
@@ -202,7 +198,8 @@ async fn api_route_data_verbatim_with_last_activity(kind: ProxyKind) {
 async fn api_post_requires_string_target(kind: ProxyKind) {
     let proxy = RunningProxy::start(kind, &[]).await;
     // `null` parses as JSON and counts as an empty object: it fails for the missing target, not as bad JSON.
-    for body in [r#"{}"#, r#"{"target": 5}"#, r#"{"target": null}"#, r#"{"target": ["http://x"]}"#, r#"{"user": "a"}"#, "null"]
+    for body in
+        [r#"{}"#, r#"{"target": 5}"#, r#"{"target": null}"#, r#"{"target": ["http://x"]}"#, r#"{"user": "a"}"#, "null"]
     {
         let response = proxy.api("POST", "/api/routes/user/alice", ApiAuth::Token, body).await;
         assert_eq!(response.status, 400, "body {body}: {} via {}", response.text(), proxy.context());
@@ -452,10 +449,7 @@ async fn routing_query_kept_and_target_path_prepended(kind: ProxyKind) {
     let proxy = RunningProxy::start(kind, &[]).await;
     proxy.add_target("/user/alice", &format!("{}/prefix/path", backend.url())).await;
     proxy.add_target("/user/bob", &backend.url()).await;
-    assert_eq!(
-        forwarded(&proxy, "/user/alice/tree?a=1&b=%20x&c").await,
-        "/prefix/path/user/alice/tree?a=1&b=%20x&c"
-    );
+    assert_eq!(forwarded(&proxy, "/user/alice/tree?a=1&b=%20x&c").await, "/prefix/path/user/alice/tree?a=1&b=%20x&c");
     assert_eq!(forwarded(&proxy, "/user/bob/api/kernels?token=abc").await, "/user/bob/api/kernels?token=abc");
     assert_eq!(forwarded(&proxy, "/user/bob?x=y").await, "/user/bob?x=y");
 }
@@ -606,9 +600,10 @@ async fn health_check(kind: ProxyKind) {
 // Errors
 
 async fn error_target_dead_backend_503(kind: ProxyKind) {
+    let dead = ClosedPort::new();
     let error_target = Backend::start().await;
     let proxy = RunningProxy::start(kind, &["--error-target", &format!("{}/hub/error", error_target.url())]).await;
-    proxy.add_target("/user/dead", &dead_target()).await;
+    proxy.add_target("/user/dead", &dead.url()).await;
     let response = proxy.get("/user/dead/x?a=1").await;
     assert_eq!(response.status, 503, "{} via {}", response.text(), proxy.context());
     // The proxy asks the error target for /<code>?url=<form-encoded original request-target>.
@@ -641,8 +636,10 @@ async fn error_target_bad_escape_500(kind: ProxyKind) {
 }
 
 async fn error_target_unreachable_plain_status_text(kind: ProxyKind) {
-    let proxy = RunningProxy::start(kind, &["--error-target", &format!("{}/hub/error", dead_target())]).await;
-    proxy.add_target("/user/dead", &dead_target()).await;
+    let dead = ClosedPort::new();
+    let dead_error_target = ClosedPort::new();
+    let proxy = RunningProxy::start(kind, &["--error-target", &format!("{}/hub/error", dead_error_target.url())]).await;
+    proxy.add_target("/user/dead", &dead.url()).await;
     let response = proxy.get("/nowhere").await;
     assert_eq!(response.status, 404, "{} via {}", response.text(), proxy.context());
     assert_eq!(response.text(), "Not Found");
@@ -652,10 +649,12 @@ async fn error_target_unreachable_plain_status_text(kind: ProxyKind) {
 }
 
 async fn builtin_error_pages(kind: ProxyKind) {
+    let dead = ClosedPort::new();
     let (proxy, _backend) = root_and_alice(kind, &[]).await;
-    proxy.add_target("/user/dead", &dead_target()).await;
+    proxy.add_target("/user/dead", &dead.url()).await;
     let bare = RunningProxy::start(kind, &[]).await;
-    for (proxy, target, code) in [(&proxy, "/user/dead/x", 503u16), (&bare, "/nowhere", 404), (&proxy, "/user/alice/%E0%A4%A", 500)]
+    for (proxy, target, code) in
+        [(&proxy, "/user/dead/x", 503u16), (&bare, "/nowhere", 404), (&proxy, "/user/alice/%E0%A4%A", 500)]
     {
         let response = proxy.get(target).await;
         assert_eq!(response.status, code, "GET {target} via {}", proxy.context());
@@ -666,10 +665,11 @@ async fn builtin_error_pages(kind: ProxyKind) {
 }
 
 async fn upstream_failures_503(kind: ProxyKind) {
+    let dead = ClosedPort::new();
     let backend = Backend::start().await;
     let proxy = RunningProxy::start(kind, &[]).await;
     proxy.add_target("/user/alice", &backend.url()).await;
-    proxy.add_target("/user/dead", &dead_target()).await;
+    proxy.add_target("/user/dead", &dead.url()).await;
     // Refused, reset and non-HTTP answers are all 503 (CHP never answers 502).
     for target in ["/user/dead/x", "/user/alice/reset", "/user/alice/garbage"] {
         let response = proxy.get(target).await;
@@ -710,16 +710,30 @@ async fn client_timeout_drops_connection(kind: ProxyKind) {
 // =================================================================================================================
 // last_activity
 
-/// Repeats `GET target` (expecting `status`) until `route`'s last_activity moves past `before`; returns the new value.
-async fn activity_after_requests(proxy: &RunningProxy, route: &str, target: &str, before: &str) -> String {
+/// Repeats `method target` (expecting `status`) until `route`'s last_activity moves past `before`; returns the
+/// new value. Repeating (rather than one request and a wait) also suits a proxy that batches activity updates.
+async fn activity_after(
+    proxy: &RunningProxy,
+    route: &str,
+    request: (&str, &str, &[u8]),
+    status: u16,
+    before: &str,
+) -> String {
+    let (method, target, body) = request;
     let before_ms = parse_timestamp_ms(before).unwrap();
-    poll_until(&format!("{route}'s last_activity to move after GET {target}"), ACTIVITY_WAIT, || async {
-        assert_eq!(proxy.get(target).await.status, 200, "GET {target} via {}", proxy.context());
+    poll_until(&format!("{route}'s last_activity to move after {method} {target}"), ACTIVITY_WAIT, || async {
+        let response = proxy.request(method, target, &[], Bytes::copy_from_slice(body)).await;
+        assert_eq!(response.status, status, "{method} {target} via {}", proxy.context());
         let now = proxy.last_activity(route).await;
         let ms = parse_timestamp_ms(&now).unwrap_or_else(|| panic!("bad last_activity {now:?}"));
         (ms > before_ms).then_some(now)
     })
     .await
+}
+
+/// [`activity_after`] for a `GET` answered with 200.
+async fn activity_after_requests(proxy: &RunningProxy, route: &str, target: &str, before: &str) -> String {
+    activity_after(proxy, route, ("GET", target, b""), 200, before).await
 }
 
 /// Waits until the wall clock is past `timestamp`, so a later update cannot land in the same millisecond.
@@ -732,27 +746,49 @@ async fn last_activity_moves_on_success(kind: ProxyKind) {
     let backend = Backend::start().await;
     let proxy = RunningProxy::start(kind, &[]).await;
     proxy.add_target("/user/alice", &backend.url()).await;
-    let before = proxy.last_activity("/user/alice").await;
-    clock_past(&before).await;
-    let after = activity_after_requests(&proxy, "/user/alice", "/user/alice/api/status", &before).await;
-    assert!(parse_timestamp_ms(&after).is_some(), "{after:?}");
+    let mut before = proxy.last_activity("/user/alice").await;
+    // A finished 2xx response counts whether or not it carried a body.
+    for (target, status) in [
+        ("/user/alice/api/status", 200u16),
+        ("/user/alice/status?code=200&empty=1", 200),
+        ("/user/alice/status?code=204", 204),
+        ("/user/alice/status?code=201", 201),
+    ] {
+        clock_past(&before).await;
+        before = activity_after(&proxy, "/user/alice", ("GET", target, b""), status, &before).await;
+    }
 }
 
-async fn last_activity_ignores_non_2xx(kind: ProxyKind) {
+async fn last_activity_counts_request_body_data(kind: ProxyKind) {
     let backend = Backend::start().await;
     let proxy = RunningProxy::start(kind, &[]).await;
     proxy.add_target("/user/alice", &backend.url()).await;
-    proxy.add_target("/user/dead", &dead_target()).await;
+    let before = proxy.last_activity("/user/alice").await;
+    clock_past(&before).await;
+    // Request body chunks are activity by themselves, even when the response then is a 404.
+    let body = vec![b'x'; 4096];
+    activity_after(&proxy, "/user/alice", ("POST", "/user/alice/status?code=404", &body), 404, &before).await;
+}
+
+async fn last_activity_ignores_non_2xx(kind: ProxyKind) {
+    let dead = ClosedPort::new();
+    let backend = Backend::start().await;
+    let proxy = RunningProxy::start(kind, &[]).await;
+    proxy.add_target("/user/alice", &backend.url()).await;
+    proxy.add_target("/user/dead", &dead.url()).await;
     proxy.add_target("/user/control", &backend.url()).await;
     let alice = proxy.last_activity("/user/alice").await;
     let dead = proxy.last_activity("/user/dead").await;
     let control = proxy.last_activity("/user/control").await;
     clock_past(&control).await;
 
+    // With and without a response body: neither the finished response nor its bytes count.
     for (target, status) in [
         ("/user/alice/status?code=301", 301u16),
         ("/user/alice/status?code=302", 302),
+        ("/user/alice/status?code=302&empty=1", 302),
         ("/user/alice/status?code=404", 404),
+        ("/user/alice/status?code=404&empty=1", 404),
         ("/user/alice/status?code=500", 500),
         ("/user/dead/x", 503),
     ] {
@@ -764,6 +800,36 @@ async fn last_activity_ignores_non_2xx(kind: ProxyKind) {
     assert_eq!(proxy.last_activity("/user/dead").await, dead, "503s are not activity");
     // And the same route does count a success.
     activity_after_requests(&proxy, "/user/alice", "/user/alice/status?code=200", &alice).await;
+}
+
+async fn last_activity_ignores_aborted_response(kind: ProxyKind) {
+    let backend = Backend::start().await;
+    let proxy = RunningProxy::start(kind, &[]).await;
+    proxy.add_target("/user/alice", &backend.url()).await;
+    proxy.add_target("/user/control", &backend.url()).await;
+    let alice = proxy.last_activity("/user/alice").await;
+    let control = proxy.last_activity("/user/control").await;
+    clock_past(&control).await;
+
+    // A 200 that the client abandons half-way never finishes, so it is not a success (CHP counts `finish` only).
+    let mut stream = tokio::net::TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+    let request = format!("GET /user/alice/bytes?n={LARGE_BODY} HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.proxy_addr());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "not a 200 download via {}", proxy.context());
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while received < 1024 * 1024 {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "download ended after {received} bytes via {}", proxy.context());
+        received += n;
+    }
+    // Closing with unread data resets the connection, which the proxy sees on its next write.
+    drop(stream);
+
+    activity_after_requests(&proxy, "/user/control", "/user/control/x", &control).await;
+    assert_eq!(proxy.last_activity("/user/alice").await, alice, "an aborted response is not activity");
 }
 
 /// Sends text messages on `ws` (reading each echo if `echoes`) until `route`'s last_activity moves past `before`.
@@ -850,8 +916,9 @@ async fn websocket_echo_round_trip(kind: ProxyKind) {
 }
 
 async fn websocket_errors(kind: ProxyKind) {
+    let dead = ClosedPort::new();
     let proxy = RunningProxy::start(kind, &[]).await;
-    proxy.add_target("/user/dead", &dead_target()).await;
+    proxy.add_target("/user/dead", &dead.url()).await;
     for (target, code) in [("/nowhere/ws-echo", 404u16), ("/user/dead/ws-echo", 503)] {
         match proxy.websocket(target).await {
             Err(WsError::Http(response)) => {
@@ -974,6 +1041,8 @@ contract! {
     client_timeout_drops_connection,
     last_activity_moves_on_success,
     last_activity_ignores_non_2xx,
+    last_activity_counts_request_body_data,
+    last_activity_ignores_aborted_response,
     last_activity_websocket_counts_client_data_only,
     websocket_echo_round_trip,
     websocket_errors,

@@ -84,7 +84,7 @@ impl Proxy {
         let mut upstream_request = Request::new(if websocket {
             full_body(Bytes::new())
         } else {
-            ActivityBody::new(body, route.clone(), None).boxed_unsync()
+            ActivityBody::request(body, route.clone()).boxed_unsync()
         });
         *upstream_request.method_mut() = parts.method;
         *upstream_request.uri_mut() = upstream_uri;
@@ -128,9 +128,12 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers);
         // Answer in the client's HTTP version, whatever the target spoke.
         parts.version = client_version;
-        // CHP counts a web request as activity only once it has succeeded (status < 300).
-        let touch_on_end = (!websocket && parts.status.as_u16() < 300).then_some(route.clone());
-        let body = ActivityBody::new(body, route, touch_on_end).boxed_unsync();
+        // CHP counts a web response as activity only once it has succeeded (status < 300) and been sent.
+        let body = if !websocket && parts.status.as_u16() < 300 {
+            ActivityBody::successful_response(body, route).boxed_unsync()
+        } else {
+            body.map_err(BoxError::from).boxed_unsync()
+        };
         Response::from_parts(parts, body)
     }
 
@@ -305,20 +308,29 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     message
 }
 
-/// A body that records activity on its route: for every data frame (client uploads, as CHP does on request
-/// chunks), and once when it ends or is dropped if `touch_on_end` is set (successful responses).
-struct ActivityBody<B> {
+/// A body that records activity on its route the way CHP does: a client's request body counts for every data
+/// chunk; a successful response counts once, when it has been sent completely.
+struct ActivityBody<B: Body> {
     inner: B,
     route: Arc<Route>,
-    touch_on_end: Option<Arc<Route>>,
-    touch_each_frame: bool,
+    mode: ActivityMode,
 }
 
-impl<B> ActivityBody<B> {
-    fn new(inner: B, route: Arc<Route>, touch_on_end: Option<Arc<Route>>) -> ActivityBody<B> {
-        // Request bodies (no end hook) count per chunk; response bodies count once, at the end.
-        let touch_each_frame = touch_on_end.is_none();
-        ActivityBody { inner, route, touch_on_end, touch_each_frame }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActivityMode {
+    EachDataFrame,
+    /// Cleared once counted, so the end is counted at most once.
+    AtEnd,
+    Done,
+}
+
+impl<B: Body> ActivityBody<B> {
+    fn request(inner: B, route: Arc<Route>) -> ActivityBody<B> {
+        ActivityBody { inner, route, mode: ActivityMode::EachDataFrame }
+    }
+
+    fn successful_response(inner: B, route: Arc<Route>) -> ActivityBody<B> {
+        ActivityBody { inner, route, mode: ActivityMode::AtEnd }
     }
 }
 
@@ -332,12 +344,11 @@ where
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) if self.touch_each_frame && frame.is_data() => self.route.touch(),
-            Poll::Ready(None) => {
-                if let Some(route) = self.touch_on_end.take() {
-                    route.touch();
-                }
+        match (&polled, self.mode) {
+            (Poll::Ready(Some(Ok(frame))), ActivityMode::EachDataFrame) if frame.is_data() => self.route.touch(),
+            (Poll::Ready(None), ActivityMode::AtEnd) => {
+                self.route.touch();
+                self.mode = ActivityMode::Done;
             }
             _ => {}
         }
@@ -353,11 +364,12 @@ where
     }
 }
 
-impl<B> Drop for ActivityBody<B> {
+impl<B: Body> Drop for ActivityBody<B> {
     fn drop(&mut self) {
-        // Bodies the server never polls (empty ones, HEAD responses) still count when they are done.
-        if let Some(route) = self.touch_on_end.take() {
-            route.touch();
+        // The server may never poll a body that is empty from the start (204, HEAD); it still finished. A response
+        // abandoned half way does not count, as in CHP.
+        if self.mode == ActivityMode::AtEnd && self.inner.is_end_stream() {
+            self.route.touch();
         }
     }
 }
