@@ -75,6 +75,7 @@ pub struct RunningProxy {
     pub token: Option<String>,
     log_path: PathBuf,
     dir: tempfile::TempDir,
+    flags: Vec<String>,
     child: ChildGuard,
 }
 
@@ -89,7 +90,6 @@ impl RunningProxy {
         let dir =
             tempfile::Builder::new().prefix(&format!("proxy-contract-{}-", kind.name())).tempdir().expect("temp dir");
         let log_path = dir.path().join("proxy.log");
-        let log = File::create(&log_path).expect("create proxy log");
         let proxy_port = free_port();
         let mut api_port = free_port();
         while api_port == proxy_port {
@@ -113,29 +113,40 @@ impl RunningProxy {
         .collect();
         flags.extend(args.iter().map(|s| s.to_string()));
 
-        let mut command = match kind {
-            ProxyKind::Chp => {
-                let mut command = Command::new("node");
-                command.arg(chp_script()).args(&flags);
-                command
-            }
-            ProxyKind::Wasmhub => {
-                let mut command = Command::new(wasmhub_bin());
-                // Our proxy persists routes by default; a per-test file keeps tests from seeing each other's routes.
-                command.arg("proxy").args(&flags).arg("--routes-file").arg(dir.path().join("routes.jsonl"));
-                command
-            }
+        let child = spawn_proxy(kind, &flags, token, dir.path(), &log_path);
+        let mut proxy = RunningProxy {
+            kind,
+            proxy_port,
+            api_port,
+            token: token.map(str::to_owned),
+            log_path,
+            dir,
+            flags,
+            child,
         };
-        match token {
-            Some(token) => command.env("CONFIGPROXY_AUTH_TOKEN", token),
-            None => command.env_remove("CONFIGPROXY_AUTH_TOKEN"),
-        };
-        command.stdin(Stdio::null()).stdout(log.try_clone().expect("clone log handle")).stderr(log);
-        let child = ChildGuard::spawn(kind.name(), command);
-        let mut proxy =
-            RunningProxy { kind, proxy_port, api_port, token: token.map(str::to_owned), log_path, dir, child };
         proxy.wait_until_listening().await;
         proxy
+    }
+
+    /// Stops the proxy with `signal` ("TERM" for a clean stop, "KILL" for a crash), waits for it to exit, and starts
+    /// it again with the same flags, ports and folder (so the same routes file).
+    pub async fn restart(&mut self, signal: &str) {
+        self.child.signal(signal);
+        let status = self.child.wait_timeout(Duration::from_secs(40));
+        assert!(status.is_some(), "{} did not exit after SIG{signal}", self.context());
+        let token = self.token.clone();
+        self.child = spawn_proxy(self.kind, &self.flags, token.as_deref(), self.dir.path(), &self.log_path);
+        self.wait_until_listening().await;
+    }
+
+    /// The running proxy process, to signal it or wait for it.
+    pub fn process(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+
+    /// The folder the proxy runs with (its log, and for wasmhub its routes file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     async fn wait_until_listening(&mut self) {
@@ -307,6 +318,30 @@ impl Drop for RunningProxy {
             );
         }
     }
+}
+
+/// Starts one proxy process that appends its output to `log_path`.
+fn spawn_proxy(kind: ProxyKind, flags: &[String], token: Option<&str>, dir: &Path, log_path: &Path) -> ChildGuard {
+    let log = File::options().create(true).append(true).open(log_path).expect("open proxy log");
+    let mut command = match kind {
+        ProxyKind::Chp => {
+            let mut command = Command::new("node");
+            command.arg(chp_script()).args(flags);
+            command
+        }
+        ProxyKind::Wasmhub => {
+            let mut command = Command::new(wasmhub_bin());
+            // Our proxy persists routes by default; a per-test file keeps tests from seeing each other's routes.
+            command.arg("proxy").args(flags).arg("--routes-file").arg(dir.join("routes.jsonl"));
+            command
+        }
+    };
+    match token {
+        Some(token) => command.env("CONFIGPROXY_AUTH_TOKEN", token),
+        None => command.env_remove("CONFIGPROXY_AUTH_TOKEN"),
+    };
+    command.stdin(Stdio::null()).stdout(log.try_clone().expect("clone log handle")).stderr(log);
+    ChildGuard::spawn(kind.name(), command)
 }
 
 pub type WsClient = WebSocketStream<MaybeTlsStream<TcpStream>>;

@@ -45,6 +45,13 @@ impl Proxy {
         if request.uri().path_and_query().map(|pq| pq.as_str()) == Some("/_chp_healthz") {
             return health_check();
         }
+        if head_size(&request) > MAX_HEAD_BYTES {
+            // hyper bounds its read buffer, not the head itself, so the limit is enforced here.
+            let mut response = Response::new(full_body(Bytes::from_static(b"Request Header Fields Too Large")));
+            *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
         let websocket = is_websocket_upgrade(&request);
         let metrics = &self.shared.metrics;
         if websocket {
@@ -229,6 +236,16 @@ impl Proxy {
             gauge.dec();
         });
     }
+}
+
+/// Request heads larger than this get a 431; JupyterHub's cookies fit many times over.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The size of a request head as it was on the wire, near enough: target plus `name: value\r\n` lines.
+fn head_size<B>(request: &Request<B>) -> usize {
+    let target = request.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    let fields: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    target + fields
 }
 
 fn health_check() -> Response<ProxyBody> {

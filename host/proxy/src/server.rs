@@ -22,11 +22,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::forward::{ClientInfo, request_host};
+use crate::forward::{ClientInfo, MAX_HEAD_BYTES, request_host};
 use crate::{Proxy, ProxyBody, full_body};
 
-/// Request heads larger than this get a 431; JupyterHub's cookies fit many times over.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long a client may take to finish a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -197,7 +195,7 @@ impl Server {
             .timer(TokioTimer::new())
             // Also bounds how long an idle keep-alive connection waits for its next request.
             .header_read_timeout(self.proxy.shared.config.keep_alive_timeout.max(Duration::from_millis(100)))
-            .max_buf_size(MAX_HEAD_BYTES)
+            .max_buf_size(2 * MAX_HEAD_BYTES)
             .keep_alive(true);
         let connection = builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(connection);
