@@ -254,6 +254,30 @@ mod tests {
     }
 
     #[test]
+    fn readers_always_find_stable_routes_while_others_change() {
+        let table = Arc::new(table(&["/", "/hub", "/user/stable"]));
+        let writer_table = table.clone();
+        let writer = std::thread::spawn(move || {
+            for index in 0..5000 {
+                let key = format!("/user/u{index}");
+                let target = Target::parse("http://127.0.0.1:2").unwrap();
+                writer_table.insert(Arc::new(Route::new(key.clone(), target, Map::new(), 0)));
+                if index % 2 == 0 {
+                    writer_table.remove(&key);
+                }
+            }
+        });
+        let mut lookups = 0;
+        while !writer.is_finished() || lookups < 1000 {
+            check_lookup(&table, "/user/stable/lab", Some("/user/stable"));
+            check_lookup(&table, "/hub/login", Some("/hub"));
+            lookups += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(table.len(), 3 + 2500);
+    }
+
+    #[test]
     fn activity_only_moves_forward() {
         let route = Route::new("/a".into(), Target::parse("http://h:1").unwrap(), Map::new(), i64::MAX - 1);
         route.touch();
