@@ -161,6 +161,19 @@ async fn huge_request_heads_get_431_and_the_proxy_keeps_serving() {
     assert_eq!(proxy.get("/user/a/x").await.status, 200, "still serving");
 }
 
+/// Polls the metrics endpoint until the proxy reports no open client connections.
+async fn wait_for_no_open_connections(metrics_port: u16) {
+    let metrics_address = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    poll_until("open connections to drop to zero", Duration::from_secs(10), || async {
+        let metrics =
+            wasmhub_system_tests::proxy_harness::http_request(metrics_address, "GET", "/metrics", &[], Bytes::new())
+                .await
+                .ok()?;
+        metrics.text().contains("wasmhub_proxy_connections_open 0").then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn slow_clients_are_cut_off_and_do_not_pile_up() {
     let backend = Backend::start().await;
@@ -186,15 +199,7 @@ async fn slow_clients_are_cut_off_and_do_not_pile_up() {
         assert!(read.is_ok(), "the proxy closes a stalled connection instead of waiting forever: {read:?}");
     }
     assert!(backend.seen().is_empty());
-    let metrics_address = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
-    poll_until("open connections to drop to zero", Duration::from_secs(10), || async {
-        let metrics =
-            wasmhub_system_tests::proxy_harness::http_request(metrics_address, "GET", "/metrics", &[], Bytes::new())
-                .await
-                .ok()?;
-        metrics.text().contains("wasmhub_proxy_connections_open 0").then_some(())
-    })
-    .await;
+    wait_for_no_open_connections(metrics_port).await;
     assert_eq!(proxy.get("/user/a/x").await.status, 200, "still serving");
 }
 
@@ -221,15 +226,7 @@ async fn clients_that_give_up_on_a_hanging_backend_leave_nothing_behind() {
     for request in hung {
         request.abort();
     }
-    let metrics_address = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
-    poll_until("open connections to drop to zero", Duration::from_secs(10), || async {
-        let metrics =
-            wasmhub_system_tests::proxy_harness::http_request(metrics_address, "GET", "/metrics", &[], Bytes::new())
-                .await
-                .ok()?;
-        metrics.text().contains("wasmhub_proxy_connections_open 0").then_some(())
-    })
-    .await;
+    wait_for_no_open_connections(metrics_port).await;
     assert_eq!(proxy.get("/user/a/x").await.status, 200, "still serving");
 }
 

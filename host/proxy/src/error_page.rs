@@ -16,10 +16,8 @@ const ERROR_TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 impl Proxy {
     /// The response for a request the proxy could not forward.
     pub(crate) async fn error_response(&self, status: StatusCode, original: &Uri, websocket: bool) -> Response<ProxyBody> {
-        if status != StatusCode::SERVICE_UNAVAILABLE {
-            // 503s are counted with the upstream's statuses; 404 and 500 are the proxy's own.
-            self.shared.metrics.requests_proxy.get_or_create(&crate::metrics::StatusLabel { status: status.as_u16() }).inc();
-        }
+        let label = crate::metrics::StatusLabel { status: status.as_u16() };
+        self.shared.metrics.requests_proxy.get_or_create(&label).inc();
         if websocket {
             return with_status(status, full_body(Bytes::new()));
         }
