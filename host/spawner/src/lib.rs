@@ -1,0 +1,76 @@
+//! Spawners start, watch and stop single-user servers. The hub drives them through the [`Spawner`] trait; this crate
+//! also has the local process spawner, which runs `jupyterhub-singleuser` as a child process, and the environment
+//! JupyterHub gives a single-user server.
+//!
+//! Starting is two-phase so that a hub crash can never lose a server: [`Spawner::prepare`] decides everything that
+//! names the server (port, log file) and the hub persists that state *before* [`Spawner::start`] creates anything.
+//! After a restart the hub hands the persisted state back to [`Spawner::poll`] and [`Spawner::stop`] to adopt it.
+
+mod env;
+mod local;
+
+pub use env::{SingleUserContext, singleuser_env};
+pub use local::{LocalProcessSpawner, LocalSpawnerConfig};
+
+use std::collections::BTreeMap;
+
+/// What the hub asks a spawner to run.
+#[derive(Debug, Clone)]
+pub struct SpawnRequest {
+    pub user: String,
+    /// Empty for the default server.
+    pub server_name: String,
+    /// `JUPYTERHUB_SERVICE_PREFIX`, e.g. `/user/alice/`: the path the server is reached under.
+    pub service_prefix: String,
+    /// JupyterHub's environment for the server (see [`singleuser_env`]); the spawner adds where to listen.
+    pub env: BTreeMap<String, String>,
+}
+
+/// The spawner's own record of one server, opaque to the hub, which stores it as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnerState(pub String);
+
+/// A started server: where the proxy should send its traffic, and the state to persist.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The route target, `http://ip:port` without a path: the proxy forwards the full request path.
+    pub url: String,
+    pub state: SpawnerState,
+}
+
+/// What [`Spawner::poll`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollStatus {
+    Running,
+    /// The server is gone; the exit code when the spawner saw it.
+    Exited { code: Option<i32> },
+}
+
+/// Why a spawner could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("spawner state is not one this spawner wrote: {0}")]
+    BadState(String),
+    #[error("cannot start {command:?}: {source}")]
+    Start { command: String, source: std::io::Error },
+    #[error("cannot prepare the server: {0}")]
+    Prepare(std::io::Error),
+    #[error("server process {pid} is still running after SIGKILL")]
+    Unkillable { pid: i32 },
+}
+
+/// Starts, polls and stops single-user servers.
+#[async_trait::async_trait]
+pub trait Spawner: Send + Sync {
+    /// Decides the server's resources (port, log file, object names) without starting anything.
+    async fn prepare(&self, request: &SpawnRequest) -> Result<SpawnerState, SpawnError>;
+
+    /// Starts the server described by `request` with the `prepared` state.
+    async fn start(&self, request: &SpawnRequest, prepared: &SpawnerState) -> Result<Started, SpawnError>;
+
+    /// Whether the server is still there. Works on state from an earlier hub process, for adoption.
+    async fn poll(&self, state: &SpawnerState) -> Result<PollStatus, SpawnError>;
+
+    /// Stops the server and waits until it is gone. Stopping a stopped server succeeds.
+    async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError>;
+}
