@@ -1,0 +1,219 @@
+//! The whole file: the top-level sections, `cull`, `scheduling`, and `wasmhub`, the settings that are ours.
+
+use std::path::PathBuf;
+
+use crate::ChartOnly;
+use crate::hub::Hub;
+use crate::proxy::Proxy;
+use crate::schema::{section, yaml_enum};
+use crate::singleuser::Singleuser;
+
+section! {
+    /// One `wasmhub.yaml`, shaped like Zero-to-JupyterHub's `values.yaml`.
+    pub struct Config {
+        /// The hub.
+        hub("hub"): Hub = Hub::default(),
+        /// The proxy.
+        proxy("proxy"): Proxy = Proxy::default(),
+        /// The single-user servers.
+        singleuser("singleuser"): Singleuser = Singleuser::default(),
+        /// Stopping idle servers.
+        cull("cull"): Cull = Cull::default(),
+        /// Placement of user pods (Kubernetes).
+        scheduling("scheduling"): Scheduling = Scheduling::default(),
+        /// Settings that are wasmhub's own.
+        wasmhub("wasmhub"): Wasmhub = Wasmhub::default(),
+        /// Debug logging.
+        debug("debug"): Debug = Debug::default(),
+        /// Read by the Helm chart only.
+        pre_puller("prePuller"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        ingress("ingress"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        http_route("httpRoute"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        rbac("rbac"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        image_pull_secret("imagePullSecret"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        image_pull_secrets("imagePullSecrets"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        fullname_override("fullnameOverride"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        name_override("nameOverride"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        global("global"): ChartOnly = ChartOnly::default(),
+    }
+}
+
+section! {
+    /// The idle culler (z2jh `cull`, jupyterhub-idle-culler's flags). Times are in seconds.
+    pub struct Cull {
+        /// Whether idle servers are stopped.
+        enabled("enabled"): bool = true,
+        /// Seconds without activity after which a server is stopped. An open browser tab counts as activity.
+        timeout("timeout"): u64 = 3600,
+        /// Seconds between two checks.
+        every("every"): u64 = 600,
+        /// Most servers checked or stopped at once.
+        concurrency("concurrency"): u32 = 10,
+        /// Whether idle users are deleted too (not only their servers).
+        users("users"): bool = false,
+        /// Whether admins' servers are culled.
+        admin_users("adminUsers"): bool = true,
+        /// Whether culled named servers are removed rather than stopped.
+        remove_named_servers("removeNamedServers"): bool = false,
+        /// Seconds after which a server is stopped even when active; 0 never.
+        max_age("maxAge"): u64 = 0,
+    }
+}
+
+section! {
+    /// Placement of pods (Kubernetes); only what the hub itself uses is typed.
+    pub struct Scheduling {
+        /// The packing scheduler for user pods.
+        user_scheduler("userScheduler"): UserScheduler = UserScheduler::default(),
+        /// Pod priorities.
+        pod_priority("podPriority"): PodPriority = PodPriority::default(),
+        /// Node preferences of user pods.
+        user_pods("userPods"): PodPlacement = PodPlacement::default(),
+        /// Node preferences of the hub and proxy pods.
+        core_pods("corePods"): PodPlacement = PodPlacement::default(),
+        /// Read by the Helm chart only.
+        user_placeholder("userPlaceholder"): ChartOnly = ChartOnly::default(),
+    }
+}
+
+section! {
+    /// The packing scheduler for user pods.
+    pub struct UserScheduler {
+        /// Whether user pods use it (`schedulerName: <release>-user-scheduler`).
+        enabled("enabled"): bool = true,
+        /// Read by the Helm chart only.
+        replicas("replicas"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        log_level("logLevel"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        image("image"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        plugins("plugins"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        plugin_config("pluginConfig"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        pdb("pdb"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        resources("resources"): ChartOnly = ChartOnly::default(),
+    }
+}
+
+section! {
+    /// Pod priorities.
+    pub struct PodPriority {
+        /// Whether user pods get a priority class.
+        enabled("enabled"): bool = false,
+        /// Read by the Helm chart only.
+        global_default("globalDefault"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        default_priority("defaultPriority"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        image_puller_priority("imagePullerPriority"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only.
+        user_placeholder_priority("userPlaceholderPriority"): ChartOnly = ChartOnly::default(),
+    }
+}
+
+section! {
+    /// Node preferences of a group of pods.
+    pub struct PodPlacement {
+        /// Tolerations of these pods.
+        tolerations("tolerations"): Option<Vec<serde_json::Value>> = None,
+        /// Node affinity to nodes labelled `hub.jupyter.org/node-purpose`.
+        node_affinity("nodeAffinity"): NodeAffinity = NodeAffinity::default(),
+    }
+}
+
+section! {
+    /// Affinity to dedicated nodes.
+    pub struct NodeAffinity {
+        /// `prefer`, `require` or `ignore` nodes labelled for this purpose.
+        match_node_purpose("matchNodePurpose"): MatchNodePurpose = MatchNodePurpose::Prefer,
+    }
+}
+
+yaml_enum! {
+    /// How strongly pods go to nodes labelled for them.
+    pub enum MatchNodePurpose {
+        Prefer = "prefer",
+        Require = "require",
+        Ignore = "ignore",
+    }
+}
+
+section! {
+    /// Debug logging.
+    pub struct Debug {
+        /// Whether the hub and the servers log at debug level.
+        enabled("enabled"): bool = false,
+    }
+}
+
+section! {
+    /// Settings that are wasmhub's own, with no z2jh equivalent.
+    pub struct Wasmhub {
+        /// Which spawner starts servers.
+        spawner("spawner"): SpawnerKind = SpawnerKind::Local,
+        /// Addresses the processes listen on when `wasmhub serve` runs everything.
+        listen("listen"): Listen = Listen::default(),
+        /// Policy plugins.
+        policies("policies"): Policies = Policies::default(),
+        /// The local process spawner.
+        local("local"): LocalSpawner = LocalSpawner::default(),
+    }
+}
+
+yaml_enum! {
+    /// Where servers run.
+    pub enum SpawnerKind {
+        /// One local process per server.
+        Local = "local",
+        /// One pod per server.
+        Kubernetes = "kubernetes",
+    }
+}
+
+section! {
+    /// Listening addresses.
+    pub struct Listen {
+        /// Public address of the proxy (browsers and API clients).
+        proxy("proxy"): String = "127.0.0.1:8000".to_owned(),
+        /// Address of the proxy's REST API.
+        proxy_api("proxyApi"): String = "127.0.0.1:8001".to_owned(),
+        /// Address of the hub (reached through the proxy and by the servers).
+        hub("hub"): String = "127.0.0.1:8081".to_owned(),
+    }
+}
+
+section! {
+    /// Policy plugins.
+    pub struct Policies {
+        /// Folder of policy components, hot-loaded; null uses the built-in defaults (JupyterHub's behaviour).
+        dir("dir"): Option<PathBuf> = None,
+    }
+}
+
+section! {
+    /// The local process spawner.
+    pub struct LocalSpawner {
+        /// Python environment (virtualenv or conda prefix) whose `bin/` holds `jupyterhub-singleuser`; null
+        /// looks it up on `PATH`.
+        python_env("pythonEnv"): Option<PathBuf> = None,
+        /// Working directory of each server, `{username}` replaced; null uses the hub's working directory.
+        work_dir("workDir"): Option<String> = None,
+        /// Folder of the per-server log files.
+        log_dir("logDir"): PathBuf = PathBuf::from("logs"),
+        /// Address the servers listen on; each gets a free port.
+        ip("ip"): String = "127.0.0.1".to_owned(),
+        /// Seconds between SIGTERM and SIGKILL when a server is stopped.
+        stop_timeout("stopTimeout"): u64 = 10,
+    }
+}

@@ -1,0 +1,268 @@
+//! Loader tests: every error is reported, with position, key path, expected type and nearest key; env
+//! overrides; the generated reference is current.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::{Config, load_str};
+
+/// Loads `text` as `wasmhub.yaml` with `env` and returns the errors as displayed, or the config.
+fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    load_str(text, "wasmhub.yaml", &env).map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
+
+#[track_caller]
+fn errors(text: &str) -> Vec<String> {
+    match load_with(text, &[]) {
+        Ok(_) => panic!("expected errors"),
+        Err(errors) => errors,
+    }
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    assert_eq!(load_with("", &[]).unwrap(), Config::default());
+    assert_eq!(load_with("# only a comment\n", &[]).unwrap(), Config::default());
+}
+
+#[test]
+fn unknown_key_names_position_path_and_nearest_key() {
+    let text = "hub:\n  config:\n    Authenticator:\n      admin_user:\n        - admin\n";
+    assert_eq!(
+        errors(text),
+        ["wasmhub.yaml:4:7: hub.config.Authenticator.admin_user: unknown key; did you mean admin_users?"]
+    );
+}
+
+#[test]
+fn every_error_is_reported_in_file_order() {
+    let text = "\
+hub:
+  config:
+    Authenticator:
+      admin_user: [admin]
+    JupyterHub:
+      authenticator_class: dumy
+cull:
+  timeout: soon
+  every: -5
+  enabled: yes
+singleuser:
+  memory:
+    limit: 2 gigs
+  profileList:
+    - display_name: A
+      kubespawner_override:
+        imagePullPolicy: Always
+        cpu_limt: 2
+        mem_limit: 1G
+    - display_name: B
+      default: true
+      kubespawner_override:
+        uid: root
+cul: {}
+";
+    assert_eq!(
+        errors(text),
+        [
+            "wasmhub.yaml:4:7: hub.config.Authenticator.admin_user: unknown key; did you mean admin_users?",
+            "wasmhub.yaml:6:28: hub.config.JupyterHub.authenticator_class: expected one of dummy, shared-password, \
+             generic-oauth, found `dumy`; did you mean dummy?",
+            "wasmhub.yaml:8:12: cull.timeout: expected a non-negative integer, found a string",
+            "wasmhub.yaml:9:10: cull.every: -5 is negative; expected a non-negative integer",
+            "wasmhub.yaml:10:12: cull.enabled: expected a boolean (true or false), found a string",
+            "wasmhub.yaml:13:12: singleuser.memory.limit: expected a byte size: a number with an optional K, M, G or \
+             T suffix (powers of 1024)",
+            "wasmhub.yaml:17:9: singleuser.profileList[0].kubespawner_override.imagePullPolicy: unknown key; did you \
+             mean image_pull_policy?",
+            "wasmhub.yaml:18:9: singleuser.profileList[0].kubespawner_override.cpu_limt: unknown key; did you mean \
+             cpu_limit?",
+            "wasmhub.yaml:23:14: singleuser.profileList[1].kubespawner_override.uid: expected a non-negative \
+             integer, found a string",
+            "wasmhub.yaml:24:1: cul: unknown key; did you mean cull?",
+        ]
+    );
+}
+
+#[test]
+fn wrong_section_type_names_the_expected_type() {
+    assert_eq!(errors("singleuser: 3\n"), ["wasmhub.yaml:1:13: singleuser: expected a mapping, found an integer"]);
+    assert_eq!(
+        errors("hub:\n  config:\n    Authenticator:\n      admin_users: admin\n"),
+        ["wasmhub.yaml:4:20: hub.config.Authenticator.admin_users: expected a list of string, found a string"]
+    );
+}
+
+#[test]
+fn unknown_hub_config_class_suggests_the_nearest() {
+    assert_eq!(
+        errors("hub:\n  config:\n    Authenticater: {}\n    KubeSpawner:\n      imag: x\n"),
+        [
+            "wasmhub.yaml:3:5: hub.config.Authenticater: unknown key; did you mean Authenticator?",
+            "wasmhub.yaml:5:7: hub.config.KubeSpawner.imag: unknown key; did you mean image?",
+        ]
+    );
+}
+
+#[test]
+fn syntax_error_has_a_position() {
+    let errors = errors("hub:\n  config: [\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("wasmhub.yaml:3:1: YAML syntax error:"), "{}", errors[0]);
+}
+
+#[test]
+fn duplicate_keys_are_an_error() {
+    let errors = errors("cull:\n  timeout: 1\n  timeout: 2\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("YAML syntax error"), "{}", errors[0]);
+}
+
+#[test]
+fn cross_key_checks_are_collected_with_positions() {
+    let text = "\
+hub:
+  db:
+    type: postgres
+  config:
+    JupyterHub:
+      authenticator_class: generic-oauth
+    GenericOAuthenticator:
+      client_id: hub
+      allowed_groups: [staff]
+singleuser:
+  profileList:
+    - display_name: One
+      default: true
+    - display_name: one
+      default: true
+";
+    assert_eq!(
+        errors(text),
+        [
+            "wasmhub.yaml:3:5: hub.db.url: required when hub.db.type is postgres (or set WASMHUB_DB_URL)",
+            "wasmhub.yaml:8:7: hub.config.GenericOAuthenticator.authorize_url: required when \
+             hub.config.JupyterHub.authenticator_class is generic-oauth",
+            "wasmhub.yaml:8:7: hub.config.GenericOAuthenticator.token_url: required when \
+             hub.config.JupyterHub.authenticator_class is generic-oauth",
+            "wasmhub.yaml:8:7: hub.config.GenericOAuthenticator.userdata_url: required when \
+             hub.config.JupyterHub.authenticator_class is generic-oauth",
+            "wasmhub.yaml:9:23: hub.config.GenericOAuthenticator.allowed_groups: needs manage_groups: true",
+            "wasmhub.yaml:14:7: singleuser.profileList[1]: slug `one` is also the slug of profileList[0]; set `slug` \
+             on one",
+            "wasmhub.yaml:15:16: singleuser.profileList[1].default: only one profile may be the default; \
+             profileList[0] already is",
+        ]
+    );
+}
+
+#[test]
+fn python_extra_config_is_refused() {
+    let errors = errors("hub:\n  extraConfig:\n    myConfig: |\n      c.Spawner.cmd = ['x']\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("wasmhub.yaml:3:5: hub.extraConfig: wasmhub does not run Python"), "{}", errors[0]);
+}
+
+#[test]
+fn chart_only_keys_load() {
+    let text = "hub:\n  resources:\n    requests: {cpu: 1}\nprePuller:\n  hook:\n    enabled: false\n";
+    load_with(text, &[]).unwrap();
+}
+
+#[test]
+fn environment_overrides_secrets() {
+    let text = "proxy:\n  secretToken: from-file\nhub:\n  db:\n    type: postgres\n";
+    let env = [
+        ("WASMHUB_PROXY_SECRET_TOKEN", "from-env"),
+        ("WASMHUB_COOKIE_SECRET", "abcd"),
+        ("WASMHUB_DB_URL", "postgres://hub@localhost/hub"),
+    ];
+    let config = load_with(text, &env).unwrap();
+    assert_eq!(config.proxy.secret_token.as_deref(), Some("from-env"));
+    assert_eq!(config.hub.cookie_secret.as_deref(), Some("abcd"));
+    assert_eq!(config.hub.db.effective_url().as_deref(), Some("postgres://hub@localhost/hub"));
+    // An empty variable is unset.
+    let config = load_with(text.replace("type: postgres", "type: sqlite-pvc").as_str(), &[("WASMHUB_DB_URL", "")]);
+    assert_eq!(config.unwrap().hub.db.effective_url().as_deref(), Some("sqlite://jupyterhub.sqlite"));
+}
+
+#[test]
+fn profile_options_and_wasmhub_section() {
+    let text = r#"
+singleuser:
+  profileList:
+    - display_name: GPU
+      profile_options:
+        image:
+          display_name: Image
+          choices:
+            pytorch:
+              display_name: PyTorch
+              kubespawner_override:
+                image: pytorch/pytorch
+            tf:
+              display_name: TensorFlow
+              default: true
+              kubespawner_override:
+                image: tensorflow/tensorflow
+          unlisted_choice:
+            enabled: true
+            validation_regex: "^[a-z/]+$"
+            kubespawner_override:
+              image: "{value}"
+wasmhub:
+  policies:
+    dir: /etc/wasmhub/policies
+  local:
+    pythonEnv: /opt/venv
+"#;
+    let config = load_with(text, &[]).unwrap();
+    let option = config.singleuser.profile_list[0].profile_options.get("image").unwrap();
+    assert_eq!(option.choices.keys().collect::<Vec<_>>(), ["pytorch", "tf"]);
+    assert!(option.choices.get("tf").unwrap().default);
+    assert_eq!(option.unlisted_choice.kubespawner_override.image.as_deref(), Some("{value}"));
+    assert_eq!(config.wasmhub.policies.dir, Some(PathBuf::from("/etc/wasmhub/policies")));
+    assert_eq!(config.wasmhub.local.python_env, Some(PathBuf::from("/opt/venv")));
+
+    let bad = text.replace("^[a-z/]+$", "([a-z");
+    let errors = errors(&bad);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("unlisted_choice.validation_regex: not a valid regular expression"), "{}", errors[0]);
+}
+
+#[test]
+fn config_is_plain_data() {
+    let config = Config { cull: crate::Cull { timeout: 60, ..Default::default() }, ..Default::default() };
+    assert_eq!(config.cull.every, 600);
+    assert_eq!(config.hub.config.jupyterhub.authenticator_class, crate::AuthenticatorClass::Dummy);
+    assert!(config.auth_rules().allow_all, "dummy with no allowed_users allows everyone");
+}
+
+#[test]
+fn check_reads_the_file_and_names_it_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wasmhub.yaml");
+    std::fs::write(&path, "singleuser:\n  defaultUrl: /lab\n  profileList:\n    - display_name: X\n      kubespawner_override:\n        default_ur: /lab\n").unwrap();
+    let errors = crate::check(&path).unwrap_err();
+    let shown = format!(
+        "{}:6:9: singleuser.profileList[0].kubespawner_override.default_ur: unknown key; did you mean default_url?",
+        path.display()
+    );
+    assert_eq!(errors.iter().map(ToString::to_string).collect::<Vec<_>>(), [shown]);
+
+    let missing = crate::check(dir.path().join("nope.yaml")).unwrap_err();
+    assert!(missing[0].to_string().contains("nope.yaml: cannot read:"), "{}", missing[0]);
+}
+
+/// Regenerates `docs/config.md` from the declarations; fails (after rewriting it) when the committed file differs.
+#[test]
+fn generate_config_documentation() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
+    let generated = crate::reference_markdown();
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        std::fs::write(&path, &generated).unwrap();
+        panic!("docs/config.md was out of date and has been regenerated; review and commit it");
+    }
+}

@@ -1,0 +1,212 @@
+//! Checks across keys that the schema walk cannot make alone (required-if, at most one default, password
+//! lengths, regexes that must compile). They run on the typed config and place errors with the walk's positions.
+
+use std::collections::BTreeMap;
+
+use crate::Config;
+use crate::error::ErrorKind;
+use crate::hub::{AuthenticatorClass, DbType};
+use crate::proxy::HttpsType;
+use crate::schema::Ctx;
+use crate::singleuser::{SpawnerOverride, StorageType};
+
+pub(crate) fn validate(config: &Config, ctx: &mut Ctx) {
+    validate_profiles(config, ctx);
+    validate_db(config, ctx);
+    validate_authenticator(config, ctx);
+    validate_storage_and_tls(config, ctx);
+    validate_cull(config, ctx);
+}
+
+fn invalid(ctx: &mut Ctx, path: &str, message: impl Into<String>) {
+    ctx.error_for(path, ErrorKind::Invalid(message.into()));
+}
+
+fn check_regex(ctx: &mut Ctx, path: &str, pattern: &Option<String>) {
+    if let Some(pattern) = pattern
+        && let Err(error) = regex::Regex::new(pattern)
+    {
+        invalid(ctx, path, format!("not a valid regular expression: {error}"));
+    }
+}
+
+fn validate_profiles(config: &Config, ctx: &mut Ctx) {
+    let mut slugs: BTreeMap<String, usize> = BTreeMap::new();
+    let mut first_default: Option<usize> = None;
+    for (index, profile) in config.singleuser.profile_list.iter().enumerate() {
+        let path = format!("singleuser.profileList[{index}]");
+        if profile.display_name.trim().is_empty() {
+            invalid(ctx, &path, "a profile needs a display_name");
+        }
+        if profile.default {
+            match first_default {
+                Some(first) => invalid(
+                    ctx,
+                    &format!("{path}.default"),
+                    format!("only one profile may be the default; profileList[{first}] already is"),
+                ),
+                None => first_default = Some(index),
+            }
+        }
+        let slug = profile.slug();
+        if let Some(first) = slugs.insert(slug.clone(), index) {
+            invalid(ctx, &path, format!("slug `{slug}` is also the slug of profileList[{first}]; set `slug` on one"));
+        }
+        validate_override(&profile.kubespawner_override, &format!("{path}.kubespawner_override"), ctx);
+        for (option_name, option) in &profile.profile_options.0 {
+            let option_path = format!("{path}.profile_options.{option_name}");
+            let defaults: Vec<&str> =
+                option.choices.0.iter().filter(|(_, choice)| choice.default).map(|(key, _)| key.as_str()).collect();
+            if defaults.len() > 1 {
+                invalid(
+                    ctx,
+                    &format!("{option_path}.choices"),
+                    format!("only one choice may be the default, found {}", defaults.join(", ")),
+                );
+            }
+            if option.choices.is_empty() && !option.unlisted_choice.enabled {
+                invalid(ctx, &option_path, "an option needs choices or an enabled unlisted_choice");
+            }
+            for (choice_name, choice) in &option.choices.0 {
+                let choice_path = format!("{option_path}.choices.{choice_name}.kubespawner_override");
+                validate_override(&choice.kubespawner_override, &choice_path, ctx);
+            }
+            let unlisted_path = format!("{option_path}.unlisted_choice");
+            check_regex(ctx, &format!("{unlisted_path}.validation_regex"), &option.unlisted_choice.validation_regex);
+        }
+    }
+}
+
+fn validate_override(spawner_override: &SpawnerOverride, path: &str, ctx: &mut Ctx) {
+    for (key, value) in [("volumes", &spawner_override.volumes), ("volume_mounts", &spawner_override.volume_mounts)] {
+        if let Some(value) = value
+            && !(value.is_array() || value.is_object())
+        {
+            invalid(ctx, &format!("{path}.{key}"), "expected a list, or a mapping keyed by name");
+        }
+    }
+}
+
+fn validate_db(config: &Config, ctx: &mut Ctx) {
+    let db = &config.hub.db;
+    match db.kind {
+        DbType::Postgres if db.url.is_none() => {
+            invalid(ctx, "hub.db.url", "required when hub.db.type is postgres (or set WASMHUB_DB_URL)")
+        }
+        DbType::Mysql | DbType::Other => ctx.error_for(
+            "hub.db.type",
+            ErrorKind::Unsupported(format!(
+                "`{}` is not supported; use sqlite-pvc, sqlite-memory or postgres",
+                db.kind.as_str()
+            )),
+        ),
+        _ => {}
+    }
+    if let Some(url) = &db.url {
+        let scheme_ok =
+            url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !scheme_ok {
+            invalid(ctx, "hub.db.url", "expected a sqlite: or postgres:// URL");
+        }
+    }
+}
+
+fn validate_authenticator(config: &Config, ctx: &mut Ctx) {
+    let hub_config = &config.hub.config;
+    check_regex(ctx, "hub.config.Authenticator.username_pattern", &hub_config.authenticator.username_pattern);
+    let class = hub_config.jupyterhub.authenticator_class;
+    let class_path = "hub.config.JupyterHub.authenticator_class";
+    match class {
+        AuthenticatorClass::GenericOauth => {
+            let oauth = &hub_config.generic_oauthenticator;
+            let required = [
+                ("client_id", &oauth.client_id),
+                ("authorize_url", &oauth.authorize_url),
+                ("token_url", &oauth.token_url),
+                ("userdata_url", &oauth.userdata_url),
+            ];
+            for (key, value) in required {
+                if value.is_none() {
+                    let path = format!("hub.config.GenericOAuthenticator.{key}");
+                    invalid(ctx, &path, format!("required when {class_path} is generic-oauth"));
+                }
+            }
+        }
+        AuthenticatorClass::SharedPassword => {
+            let shared = &hub_config.shared_password_authenticator;
+            let prefix = "hub.config.SharedPasswordAuthenticator";
+            if shared.user_password.is_none() && shared.admin_password.is_none() {
+                invalid(
+                    ctx,
+                    &format!("{prefix}.user_password"),
+                    "required when authenticator_class is shared-password",
+                );
+            }
+            if let Some(password) = &shared.user_password
+                && password.chars().count() < 8
+            {
+                invalid(ctx, &format!("{prefix}.user_password"), "must be at least 8 characters");
+            }
+            if let Some(password) = &shared.admin_password {
+                if password.chars().count() < 32 {
+                    invalid(ctx, &format!("{prefix}.admin_password"), "must be at least 32 characters");
+                }
+                if shared.user_password.as_ref() == Some(password) {
+                    invalid(ctx, &format!("{prefix}.admin_password"), "must differ from user_password");
+                }
+            }
+        }
+        AuthenticatorClass::Dummy => {}
+    }
+    let oauth = &hub_config.generic_oauthenticator;
+    let prefix = "hub.config.GenericOAuthenticator";
+    if oauth.username_claim.is_some() && oauth.username_key.is_some() {
+        invalid(ctx, &format!("{prefix}.username_key"), "set username_claim or its old name username_key, not both");
+    }
+    let manage_groups = oauth.manage_groups.unwrap_or(hub_config.authenticator.manage_groups);
+    if !manage_groups {
+        let group_keys = [
+            ("allowed_groups", !oauth.allowed_groups.is_empty()),
+            ("admin_groups", !oauth.admin_groups.is_empty()),
+            ("auth_state_groups_key", oauth.auth_state_groups_key.is_some()),
+        ];
+        for (key, set) in group_keys {
+            if set {
+                invalid(ctx, &format!("{prefix}.{key}"), "needs manage_groups: true");
+            }
+        }
+    }
+}
+
+fn validate_storage_and_tls(config: &Config, ctx: &mut Ctx) {
+    let storage = &config.singleuser.storage;
+    if storage.kind == StorageType::Static && storage.static_.pvc_name.is_none() {
+        invalid(ctx, "singleuser.storage.static.pvcName", "required when singleuser.storage.type is static");
+    }
+    let https = &config.proxy.https;
+    if https.enabled && https.kind == HttpsType::Manual {
+        for (key, value) in [("key", &https.manual.key), ("cert", &https.manual.cert)] {
+            if value.is_none() {
+                invalid(ctx, &format!("proxy.https.manual.{key}"), "required when proxy.https.type is manual");
+            }
+        }
+    }
+    if https.enabled && https.kind == HttpsType::Secret && https.secret.name.is_none() {
+        invalid(ctx, "proxy.https.secret.name", "required when proxy.https.type is secret");
+    }
+}
+
+fn validate_cull(config: &Config, ctx: &mut Ctx) {
+    let cull = &config.cull;
+    if cull.enabled {
+        if cull.timeout == 0 {
+            invalid(ctx, "cull.timeout", "must be at least 1 second when cull.enabled is true");
+        }
+        if cull.every == 0 {
+            invalid(ctx, "cull.every", "must be at least 1 second when cull.enabled is true");
+        }
+        if cull.concurrency == 0 {
+            invalid(ctx, "cull.concurrency", "must be at least 1");
+        }
+    }
+}
