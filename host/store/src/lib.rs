@@ -1,0 +1,111 @@
+//! The hub's persistent state: users, groups, roles, services, API tokens, OAuth clients and codes, and servers
+//! with their spawn state machine, behind one [`Store`] trait.
+//!
+//! Two implementations share one body of SQL (`sql_store.rs`): [`SqliteStore`] for one machine and
+//! [`PostgresStore`] for a cluster. Each owns its migrations (`migrations/sqlite`, `migrations/postgres`), embedded
+//! in the binary and applied when the store opens. Tokens, OAuth client secrets and authorization codes are stored
+//! as JupyterHub's prefix and salted hash, never in plaintext; a plaintext exists only in the value returned when it
+//! is created.
+
+mod encoding;
+mod error;
+mod postgres;
+mod records;
+mod sql_store;
+mod sqlite;
+
+use async_trait::async_trait;
+use wasmhub_model::{GroupName, PlainToken, RoleName, ServerName, ServiceName, TokenId, UserName};
+
+pub use error::{StoreError, StoreResult};
+pub use postgres::PostgresStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// Everything the hub keeps. Methods that name something that does not exist return
+/// [`StoreError::NotFound`]; creating something that exists returns [`StoreError::Conflict`].
+/// Timestamps the store sets itself (`created`, `started`) come from the system clock.
+#[async_trait]
+pub trait Store: Send + Sync {
+    // === users ===
+    async fn create_user(&self, name: &UserName, admin: bool) -> StoreResult<User>;
+    async fn get_user(&self, name: &UserName) -> StoreResult<User>;
+    async fn list_users(&self, query: &UserQuery) -> StoreResult<Page<User>>;
+    /// Renames and changes admin; the user's tokens, groups and servers follow a rename.
+    async fn update_user(&self, name: &UserName, change: &UserChange) -> StoreResult<User>;
+    /// Deletes the user with their tokens, codes, servers and memberships.
+    async fn delete_user(&self, name: &UserName) -> StoreResult<()>;
+    /// Moves `last_activity` forward to `at`; an older `at` changes nothing.
+    async fn record_user_activity(&self, name: &UserName, at: Timestamp) -> StoreResult<()>;
+
+    // === groups ===
+    async fn create_group(&self, name: &GroupName) -> StoreResult<Group>;
+    async fn get_group(&self, name: &GroupName) -> StoreResult<Group>;
+    async fn list_groups(&self, page: PageRequest) -> StoreResult<Page<Group>>;
+    /// Replaces the properties (a JSON object as text).
+    async fn set_group_properties(&self, name: &GroupName, properties: &str) -> StoreResult<Group>;
+    /// Adds members; members already in the group are fine. One unknown user fails the whole call.
+    async fn add_group_members(&self, name: &GroupName, users: &[UserName]) -> StoreResult<Group>;
+    async fn remove_group_members(&self, name: &GroupName, users: &[UserName]) -> StoreResult<Group>;
+    async fn delete_group(&self, name: &GroupName) -> StoreResult<()>;
+
+    // === roles ===
+    /// Creates the role or replaces its description and scopes (roles come from config at every start).
+    async fn put_role(&self, name: &RoleName, description: &str, scopes: &[String]) -> StoreResult<Role>;
+    async fn get_role(&self, name: &RoleName) -> StoreResult<Role>;
+    async fn list_roles(&self) -> StoreResult<Vec<Role>>;
+    async fn delete_role(&self, name: &RoleName) -> StoreResult<()>;
+    /// Assigning a role twice is fine.
+    async fn assign_role(&self, role: &RoleName, holder: &RoleHolder) -> StoreResult<()>;
+    async fn unassign_role(&self, role: &RoleName, holder: &RoleHolder) -> StoreResult<()>;
+
+    // === services ===
+    /// Creates the service or updates its admin flag (services come from config at every start).
+    async fn put_service(&self, name: &ServiceName, admin: bool) -> StoreResult<Service>;
+    async fn get_service(&self, name: &ServiceName) -> StoreResult<Service>;
+    async fn list_services(&self) -> StoreResult<Vec<Service>>;
+    /// Deletes the service with its tokens.
+    async fn delete_service(&self, name: &ServiceName) -> StoreResult<()>;
+
+    // === API tokens ===
+    /// Stores a new token and returns it with its plaintext, which is not kept anywhere.
+    async fn create_api_token(&self, new: &NewApiToken) -> StoreResult<(ApiToken, PlainToken)>;
+    /// The unexpired token whose hash matches `presented`, found by its prefix and compared in constant time.
+    async fn find_api_token(&self, presented: &str) -> StoreResult<ApiToken>;
+    async fn get_api_token(&self, id: TokenId) -> StoreResult<ApiToken>;
+    /// The owner's unexpired tokens, oldest first.
+    async fn list_api_tokens(&self, owner: &TokenOwner) -> StoreResult<Vec<ApiToken>>;
+    /// Moves `last_activity` forward to `at`.
+    async fn record_token_activity(&self, id: TokenId, at: Timestamp) -> StoreResult<()>;
+    async fn delete_api_token(&self, id: TokenId) -> StoreResult<()>;
+    /// Logout: deletes every token bound to the browser session; returns how many.
+    async fn delete_session_tokens(&self, session_id: &str) -> StoreResult<u64>;
+    /// Deletes expired tokens and authorization codes; returns how many.
+    async fn delete_expired(&self) -> StoreResult<u64>;
+
+    // === OAuth ===
+    /// Creates the client or replaces its fields (a server's client is rewritten at every spawn).
+    async fn put_oauth_client(&self, new: &NewOAuthClient) -> StoreResult<OAuthClient>;
+    async fn get_oauth_client(&self, client_id: &str) -> StoreResult<OAuthClient>;
+    /// Deletes the client with its tokens and codes. The hub's own client cannot be deleted.
+    async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<()>;
+    /// Stores a new authorization code and returns its plaintext.
+    async fn create_oauth_code(&self, new: &NewOAuthCode) -> StoreResult<PlainToken>;
+    /// Consumes the code: it is returned once and deleted in the same statement, so two concurrent exchanges
+    /// cannot both succeed. Unknown, expired, used or another client's codes are `NotFound`.
+    async fn take_oauth_code(&self, client_id: &str, code: &str) -> StoreResult<OAuthCode>;
+
+    // === servers ===
+    /// A new server at rest (`Stopped`).
+    async fn create_server(&self, user: &UserName, name: &ServerName, user_options: &str) -> StoreResult<Server>;
+    async fn get_server(&self, user: &UserName, name: &ServerName) -> StoreResult<Server>;
+    /// One user's servers, or everyone's, ordered by user then name.
+    async fn list_servers(&self, user: Option<&UserName>) -> StoreResult<Vec<Server>>;
+    /// Applies `update`; a state change the state machine forbids is [`StoreError::IllegalTransition`] and
+    /// changes nothing.
+    async fn update_server(&self, user: &UserName, name: &ServerName, update: &ServerUpdate) -> StoreResult<Server>;
+    /// Moves `last_activity` forward to `at`.
+    async fn record_server_activity(&self, user: &UserName, name: &ServerName, at: Timestamp) -> StoreResult<()>;
+    /// Removes a server at rest; an active one is [`StoreError::ServerActive`].
+    async fn delete_server(&self, user: &UserName, name: &ServerName) -> StoreResult<()>;
+}

@@ -1,0 +1,52 @@
+//! [`Store`](crate::Store) on PostgreSQL, for hubs whose state must outlive the machine they run on.
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+// `StoreError` and the rest of the vocabulary are imported by the `sql_store!` expansion at the end of this file.
+
+/// The store on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url.parse()?).await
+    }
+
+    /// Connects with options built in code, e.g. a URL with another database name.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(16).connect_with(options).await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The underlying pool, for tests that inspect what is stored.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// The migrations in `migrations/postgres`, embedded in the binary. Never edit one that was released: add a new
+/// file and a line here.
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/postgres/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+}
+
+// `COLLATE "C"` sorts names by bytes, as SQLite's default BINARY collation does, whatever the database's locale.
+crate::sql_store::sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    case_insensitive_like = "ILIKE",
+    byte_order = "COLLATE \"C\""
+);
