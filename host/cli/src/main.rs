@@ -1,5 +1,6 @@
 //! The `wasmhub` binary. It parses the command line, sets up logging and hands over to a library; nothing else.
 
+mod config_command;
 mod proxy_command;
 
 use clap::{Parser, Subcommand};
@@ -15,12 +16,15 @@ struct Cli {
 enum Command {
     /// Run the HTTP/WebSocket proxy alone: a drop-in for configurable-http-proxy (same flags and REST API).
     Proxy(Box<proxy_command::ProxyArgs>),
+    /// Check a config file as the hub would load it.
+    Config(config_command::ConfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Proxy(args) => proxy_command::run(*args),
+        Command::Config(args) => config_command::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

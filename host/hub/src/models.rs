@@ -1,0 +1,155 @@
+//! JupyterHub's JSON models (`APIHandler.user_model`, `server_model`, `token_model`), built by hand from store
+//! records, with each key shown only to callers whose scopes allow it.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value, json};
+use wasmhub_store::{ApiToken, HUB_OAUTH_CLIENT, Server, Timestamp, TokenOwner, User};
+
+use crate::scopes::{Resource, ScopeSet};
+
+/// Python's `quote(name, safe='@~')` (`hub-contract.md` §9.12).
+const URL_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~').remove(b'@');
+
+/// JupyterHub's `isoformat`: UTC with microseconds and `Z`.
+pub(crate) fn isoformat(timestamp: &Timestamp) -> String {
+    timestamp.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn optional_time(timestamp: Option<&Timestamp>) -> Value {
+    timestamp.map_or(Value::Null, |timestamp| Value::String(isoformat(timestamp)))
+}
+
+pub(crate) fn quote_name(name: &str) -> String {
+    utf8_percent_encode(name, URL_NAME).to_string()
+}
+
+/// `/user/<name>/` or `/user/<name>/<server>/` under the base URL: the server's URL and its route.
+pub(crate) fn server_prefix(base_url: &str, user: &str, server: &str) -> String {
+    let mut prefix = format!("{base_url}user/{}/", quote_name(user));
+    if !server.is_empty() {
+        prefix.push_str(&quote_name(server));
+        prefix.push('/');
+    }
+    prefix
+}
+
+fn progress_url(base_url: &str, user: &str, server: &str) -> String {
+    if server.is_empty() {
+        format!("{base_url}hub/api/users/{}/server/progress", quote_name(user))
+    } else {
+        format!("{base_url}hub/api/users/{}/servers/{}/progress", quote_name(user), quote_name(server))
+    }
+}
+
+/// The server model; `state` only for callers with `admin:server_state`.
+pub(crate) fn server_model(server: &Server, base_url: &str, show_state: bool) -> Value {
+    let user = server.user.as_str();
+    let name = server.name.as_str();
+    let mut model = json!({
+        "name": name,
+        "full_name": format!("{user}/{name}"),
+        "last_activity": optional_time(server.last_activity.as_ref()),
+        "started": optional_time(server.started.as_ref()),
+        "pending": server.state.pending(),
+        "ready": server.state.is_ready(),
+        "stopped": !server.state.is_active(),
+        "url": server_prefix(base_url, user, name),
+        "user_options": serde_json::from_str::<Value>(&server.user_options).unwrap_or_else(|_| json!({})),
+        "progress_url": progress_url(base_url, user, name),
+        "full_url": null,
+        "full_progress_url": null,
+    });
+    if show_state {
+        model["state"] = serde_json::from_str::<Value>(&server.spawner_state).unwrap_or_else(|_| json!({}));
+    }
+    model
+}
+
+/// The user model with the keys `scopes` may read (`user_model`'s `access_map`); `None` if it may read none.
+pub(crate) fn user_model(
+    user: &User,
+    servers: &[Server],
+    scopes: &ScopeSet,
+    include_stopped: bool,
+    base_url: &str,
+) -> Option<Value> {
+    let name = user.name.as_str();
+    let groups: Vec<String> = user.groups.iter().map(|group| group.to_string()).collect();
+    let resource = Resource::User { name, groups: &groups };
+    let allows = |scope: &str| scopes.allows(scope, &resource);
+    let mut keys: Vec<&str> = Vec::new();
+    let access: [(&str, &[&str]); 7] = [
+        ("read:users", &["kind", "name", "admin", "roles", "groups", "server", "pending", "created", "last_activity"]),
+        ("read:users:name", &["kind", "name", "admin"]),
+        ("read:users:groups", &["kind", "name", "groups"]),
+        ("read:users:activity", &["kind", "name", "last_activity"]),
+        ("read:servers", &["kind", "name", "servers"]),
+        ("read:roles:users", &["kind", "name", "roles", "admin"]),
+        ("admin:auth_state", &["kind", "name", "auth_state"]),
+    ];
+    for (scope, scope_keys) in access {
+        if allows(scope) {
+            keys.extend(scope_keys);
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let default_server = servers.iter().find(|server| server.name.is_default());
+    let mut roles = vec!["user".to_string()];
+    if user.admin {
+        roles.push("admin".into());
+    }
+    roles.extend(user.roles.iter().map(|role| role.to_string()));
+    roles.sort();
+    roles.dedup();
+    let mut full = Map::new();
+    full.insert("kind".into(), json!("user"));
+    full.insert("name".into(), json!(name));
+    full.insert("admin".into(), json!(user.admin));
+    full.insert("roles".into(), json!(roles));
+    full.insert("groups".into(), json!(groups));
+    full.insert(
+        "server".into(),
+        match default_server {
+            Some(server) if server.state.is_ready() => json!(server_prefix(base_url, name, "")),
+            _ => Value::Null,
+        },
+    );
+    full.insert("pending".into(), json!(default_server.and_then(|server| server.state.pending())));
+    full.insert("created".into(), json!(isoformat(&user.created)));
+    full.insert("last_activity".into(), optional_time(user.last_activity.as_ref()));
+    full.insert("auth_state".into(), Value::Null);
+    let mut server_models = Map::new();
+    for server in servers {
+        let server_resource = Resource::Server { user: name, server: server.name.as_str(), groups: &groups };
+        if (include_stopped || server.state.is_active()) && scopes.allows("read:servers", &server_resource) {
+            let show_state = scopes.allows("admin:server_state", &server_resource);
+            server_models.insert(server.name.to_string(), server_model(server, base_url, show_state));
+        }
+    }
+    full.insert("servers".into(), Value::Object(server_models));
+    full.retain(|key, _| keys.contains(&key.as_str()));
+    Some(Value::Object(full))
+}
+
+/// The token model; `scopes` are the token's effective scopes.
+pub(crate) fn token_model(token: &ApiToken, scopes: Vec<String>) -> Value {
+    let mut model = json!({
+        "id": token.id.to_string(),
+        "kind": "api_token",
+        "roles": [],
+        "scopes": scopes,
+        "created": isoformat(&token.created),
+        "last_activity": optional_time(token.last_activity.as_ref()),
+        "expires_at": optional_time(token.expires_at.as_ref()),
+        "note": token.note,
+        "session_id": token.session_id,
+        "oauth_client": if token.client_id == HUB_OAUTH_CLIENT { "JupyterHub" } else { token.client_id.as_str() },
+    });
+    match &token.owner {
+        TokenOwner::User(user) => model["user"] = json!(user.as_str()),
+        TokenOwner::Service(service) => model["service"] = json!(service.as_str()),
+    }
+    model
+}

@@ -1,0 +1,419 @@
+//! Starting and stopping servers: `POST`/`DELETE /users/{name}/server` and `/users/{name}/servers/{server_name}`
+//! (`apihandlers/users.py UserServerAPIHandler`, `handlers/base.py spawn_single_user`, `user.py User.spawn`).
+//!
+//! A spawn is persisted as `Requested` before anything else happens, and the spawner's prepared state is
+//! persisted (with `Starting`) before the spawner creates anything, so a crash leaves a record of what may exist.
+//! The proxy route is added only after the server answers its readiness probe; only then is the server `Running`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use wasmhub_model::{ServerName, SpawnState, TokenKind, UserName};
+use wasmhub_spawner::{SingleUserContext, SpawnRequest, SpawnerState, singleuser_env};
+use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, NewOAuthClient, Server, ServerUpdate, StoreError, TokenOwner};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, parse_json_body};
+use crate::models::server_prefix;
+use crate::scopes::Resource;
+use crate::users::{find_user, group_names};
+use crate::{Hub, empty};
+
+/// Why a spawn or a stop did not complete; logged, and kept on the server record as its failure.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LifecycleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Spawner(#[from] wasmhub_spawner::SpawnError),
+    #[error("the spawner did not start the server within {0:?}")]
+    StartTimeout(Duration),
+    #[error("the server at {0} did not answer within {1:?}")]
+    NotReady(String, Duration),
+    #[error("adding the proxy route: {0}")]
+    Route(#[from] wasmhub_proxy::RouteError),
+}
+
+/// The proxy route of a server. The proxy matches percent-decoded request paths, so the key holds the names as
+/// they are, while URLs shown to clients quote them (`models::server_prefix`).
+fn route_path(base_url: &str, user: &str, server: &str) -> String {
+    if server.is_empty() { format!("{base_url}user/{user}/") } else { format!("{base_url}user/{user}/{server}/") }
+}
+
+/// JupyterHub's `spawner._log_name`: `alice` or `alice:gpu`.
+fn log_name(user: &str, server: &str) -> String {
+    if server.is_empty() { user.to_owned() } else { format!("{user}:{server}") }
+}
+
+pub(crate) async fn start_default(
+    State(hub): State<Hub>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    start(hub, caller, name, String::new(), body, false).await
+}
+
+pub(crate) async fn start_named(
+    State(hub): State<Hub>,
+    caller: Caller,
+    Path((name, server_name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    start(hub, caller, name, server_name, body, true).await
+}
+
+pub(crate) async fn stop_default(
+    State(hub): State<Hub>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    stop(hub, caller, name, String::new(), body, false).await
+}
+
+pub(crate) async fn stop_named(
+    State(hub): State<Hub>,
+    caller: Caller,
+    Path((name, server_name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    stop(hub, caller, name, server_name, body, true).await
+}
+
+async fn start(
+    hub: Hub,
+    caller: Caller,
+    name: String,
+    server_name: String,
+    body: Bytes,
+    named: bool,
+) -> Result<Response, ApiError> {
+    let user = find_user(&hub, &name).await?;
+    let groups = group_names(user.as_ref());
+    caller.require(&["servers"], &Resource::Server { user: &name, server: &server_name, groups: &groups })?;
+    let user = user.ok_or_else(ApiError::not_found)?;
+    if named && !hub.config().allow_named_servers {
+        return Err(ApiError::bad_request("Named servers are not enabled."));
+    }
+    let server_key = ServerName::parse(&server_name)
+        .map_err(|_| ApiError::bad_request(format!("Invalid server_name: {server_name}")))?;
+    // The body *is* `user_options`; no body reuses the previous options.
+    let user_options = match parse_json_body(&body)? {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(options)) => Some(Value::Object(options).to_string()),
+        Some(_) => return Err(ApiError::bad_request("user_options must be a dict")),
+    };
+    let server = match hub.store().get_server(&user.name, &server_key).await {
+        Ok(server) => server,
+        Err(StoreError::NotFound { .. }) => {
+            let options = user_options.clone().unwrap_or_else(|| "{}".to_owned());
+            match hub.store().create_server(&user.name, &server_key, &options).await {
+                Ok(server) => server,
+                Err(StoreError::Conflict { .. }) => hub.store().get_server(&user.name, &server_key).await?,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let log = log_name(&name, &server_name);
+    match server.state {
+        SpawnState::Running => return Err(ApiError::bad_request(format!("{log} is already running"))),
+        SpawnState::Stopping => return Err(ApiError::bad_request(format!("{log} is pending stop"))),
+        SpawnState::Requested | SpawnState::Starting => return Ok(empty(StatusCode::ACCEPTED)),
+        SpawnState::Stopped | SpawnState::Failed => {}
+    }
+    let request = ServerUpdate { state: Some(SpawnState::Requested), user_options, ..ServerUpdate::default() };
+    let server = match hub.store().update_server(&user.name, &server_key, &request).await {
+        Ok(server) => server,
+        // Another request moved the server first; it is being spawned or stopped by that request.
+        Err(StoreError::IllegalTransition { .. } | StoreError::ConcurrentUpdate { .. }) => {
+            return Ok(empty(StatusCode::ACCEPTED));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let spawn = tokio::spawn(spawn_server(hub.clone(), server));
+    match tokio::time::timeout(hub.config().slow_spawn_timeout, spawn).await {
+        Ok(Ok(Ok(()))) => Ok(empty(StatusCode::CREATED)),
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(server = %log, %error, "spawn failed");
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Spawn failed for {log}; see the hub log")))
+        }
+        Ok(Err(join_error)) => Err(ApiError::internal(join_error)),
+        Err(_still_spawning) => Ok(empty(StatusCode::ACCEPTED)),
+    }
+}
+
+/// Runs one spawn from `Requested` to `Running`, or to `Failed` with everything it made removed.
+async fn spawn_server(hub: Hub, server: Server) -> Result<(), LifecycleError> {
+    let mut started_state: Option<SpawnerState> = None;
+    let result = try_spawn(&hub, &server, &mut started_state).await;
+    if let Err(error) = &result {
+        if let Some(state) = &started_state
+            && let Err(stop_error) = hub.spawner().stop(state).await
+        {
+            tracing::warn!(%stop_error, "stopping a server whose spawn failed");
+        }
+        remove_credentials(&hub, &server.user, server.name.as_str()).await;
+        let failed = ServerUpdate {
+            state: Some(SpawnState::Failed),
+            failure: Some(error.to_string()),
+            ..ServerUpdate::default()
+        };
+        if let Err(store_error) = hub.store().update_server(&server.user, &server.name, &failed).await {
+            tracing::error!(%store_error, "recording a failed spawn");
+        }
+    }
+    result
+}
+
+async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<SpawnerState>) -> Result<(), LifecycleError> {
+    let config = hub.config();
+    let store = hub.store();
+    let user = server.user.as_str();
+    let name = server.name.as_str();
+    let prefix = server_prefix(&config.base_url, user, name);
+    // The server's own token: post activity, be reached by its owner (`Spawner.server_token_scopes`).
+    let access_scope = format!("access:servers!server={user}/{name}");
+    let (_, api_token) = store
+        .create_api_token(&NewApiToken {
+            owner: TokenOwner::User(server.user.clone()),
+            kind: TokenKind::Api,
+            supplied: None,
+            scopes: vec![access_scope.clone(), format!("users:activity!user={user}")],
+            note: format!("Server at {prefix}"),
+            expires_at: None,
+            session_id: None,
+            client_id: HUB_OAUTH_CLIENT.to_owned(),
+        })
+        .await?;
+    let context = SingleUserContext {
+        user: user.to_owned(),
+        server_name: name.to_owned(),
+        api_token: api_token.as_str().to_owned(),
+        hub_api_url: config.hub_api_url.clone(),
+        base_url: config.base_url.clone(),
+        ..SingleUserContext::default()
+    };
+    store
+        .put_oauth_client(&NewOAuthClient {
+            client_id: context.oauth_client_id(),
+            description: format!("Server at {prefix}"),
+            secret: Some(api_token.clone()),
+            redirect_uri: format!("{prefix}oauth_callback"),
+            allowed_scopes: vec![access_scope],
+        })
+        .await?;
+    let request = SpawnRequest {
+        user: user.to_owned(),
+        server_name: name.to_owned(),
+        service_prefix: prefix.clone(),
+        env: singleuser_env(&context),
+    };
+    let prepared = hub.spawner().prepare(&request).await?;
+    let starting = ServerUpdate {
+        state: Some(SpawnState::Starting),
+        spawner_state: Some(prepared.0.clone()),
+        ..ServerUpdate::default()
+    };
+    store.update_server(&server.user, &server.name, &starting).await?;
+    *started_state = Some(prepared.clone());
+    let started = tokio::time::timeout(config.start_timeout, hub.spawner().start(&request, &prepared))
+        .await
+        .map_err(|_| LifecycleError::StartTimeout(config.start_timeout))??;
+    *started_state = Some(started.state.clone());
+    let located = ServerUpdate {
+        url: Some(started.url.clone()),
+        spawner_state: Some(started.state.0.clone()),
+        ..ServerUpdate::default()
+    };
+    store.update_server(&server.user, &server.name, &located).await?;
+    wait_up(hub, &format!("{}{prefix}api", started.url)).await?;
+    let mut data = Map::new();
+    data.insert("user".into(), json!(user));
+    data.insert("server_name".into(), json!(name));
+    data.insert("target".into(), json!(started.url));
+    data.insert("jupyterhub".into(), json!(true));
+    let route = route_path(&config.base_url, user, name);
+    hub.proxy().routes().add(&route, data).await?;
+    let running = ServerUpdate { state: Some(SpawnState::Running), ..ServerUpdate::default() };
+    if let Err(error) = store.update_server(&server.user, &server.name, &running).await {
+        let _ = hub.proxy().routes().remove(&route).await;
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// JupyterHub's readiness probe: any answer below 500 means up; refused connections and 5xx are retried with
+/// backoff from 0.2 s, doubling to at most 5 s, for `http_timeout`.
+async fn wait_up(hub: &Hub, url: &str) -> Result<(), LifecycleError> {
+    let timeout = hub.config().http_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if let Ok(response) = hub.probe_client().get(url).send().await
+            && response.status().as_u16() < 500
+        {
+            return Ok(());
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(LifecycleError::NotReady(url.to_owned(), timeout));
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Deletes the server's API token and OAuth client (`user.stop`), so each spawn gets new ones.
+async fn remove_credentials(hub: &Hub, user: &UserName, server_name: &str) {
+    let prefix = server_prefix(&hub.config().base_url, user.as_str(), server_name);
+    let note = format!("Server at {prefix}");
+    match hub.store().list_api_tokens(&TokenOwner::User(user.clone())).await {
+        Ok(tokens) => {
+            for token in tokens.iter().filter(|token| token.note == note) {
+                if let Err(error) = hub.store().delete_api_token(token.id).await {
+                    tracing::warn!(%error, "deleting a server token");
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "listing a user's tokens"),
+    }
+    let context = SingleUserContext {
+        user: user.to_string(),
+        server_name: server_name.to_owned(),
+        ..SingleUserContext::default()
+    };
+    match hub.store().delete_oauth_client(&context.oauth_client_id()).await {
+        Ok(()) | Err(StoreError::NotFound { .. }) => {}
+        Err(error) => tracing::warn!(%error, "deleting a server's OAuth client"),
+    }
+}
+
+/// Stops a running server: `Stopping` persisted, route removed, spawner stopped, credentials removed, `Stopped`.
+async fn stop_server(hub: Hub, server: Server, remove: bool) -> Result<(), LifecycleError> {
+    let store = hub.store();
+    let stopping = ServerUpdate { state: Some(SpawnState::Stopping), ..ServerUpdate::default() };
+    store.update_server(&server.user, &server.name, &stopping).await?;
+    let route = route_path(&hub.config().base_url, server.user.as_str(), server.name.as_str());
+    if let Err(error) = hub.proxy().routes().remove(&route).await {
+        tracing::warn!(%error, "removing a server's route");
+    }
+    let stopped = hub.spawner().stop(&SpawnerState(server.spawner_state.clone())).await;
+    remove_credentials(&hub, &server.user, server.name.as_str()).await;
+    let (state, failure) = match &stopped {
+        Ok(()) => (SpawnState::Stopped, None),
+        Err(error) => (SpawnState::Failed, Some(error.to_string())),
+    };
+    store
+        .update_server(
+            &server.user,
+            &server.name,
+            &ServerUpdate { state: Some(state), failure, ..ServerUpdate::default() },
+        )
+        .await?;
+    stopped?;
+    if remove {
+        store.delete_server(&server.user, &server.name).await?;
+    }
+    Ok(())
+}
+
+/// For deleting a user: stops an active server and waits, or refuses as JupyterHub does.
+pub(crate) async fn stop_and_wait_for_delete(hub: &Hub, server: &Server) -> Result<(), ApiError> {
+    let log = log_name(server.user.as_str(), server.name.as_str());
+    match server.state {
+        SpawnState::Running => stop_server(hub.clone(), server.clone(), false).await.map_err(ApiError::internal),
+        SpawnState::Stopping => {
+            Err(ApiError::bad_request(format!("{log}'s server is in the process of stopping, please wait.")))
+        }
+        SpawnState::Requested | SpawnState::Starting => {
+            Err(ApiError::bad_request(format!("{log} is pending spawn, please wait")))
+        }
+        SpawnState::Stopped | SpawnState::Failed => Ok(()),
+    }
+}
+
+async fn stop(
+    hub: Hub,
+    caller: Caller,
+    name: String,
+    server_name: String,
+    body: Bytes,
+    named: bool,
+) -> Result<Response, ApiError> {
+    let user = find_user(&hub, &name).await?;
+    let groups = group_names(user.as_ref());
+    caller.require(&["delete:servers"], &Resource::Server { user: &name, server: &server_name, groups: &groups })?;
+    let user = user.ok_or_else(ApiError::not_found)?;
+    if named && !hub.config().allow_named_servers {
+        return Err(ApiError::bad_request("Named servers are not enabled."));
+    }
+    // The culler sends `{"remove": true}` without a Content-Type, so the body is parsed regardless.
+    let remove = match parse_json_body(&body)? {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(options)) => match options.get("remove") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(remove)) => *remove,
+            Some(_) => return Err(ApiError::bad_request("remove must be a bool")),
+        },
+        Some(_) => return Err(ApiError::bad_request("Request body must be a JSON object")),
+    };
+    if remove && !named {
+        return Err(ApiError::bad_request("Cannot delete the default server"));
+    }
+    let no_such = || ApiError::new(StatusCode::NOT_FOUND, format!("{name} has no server named '{server_name}'"));
+    let server_key = ServerName::parse(&server_name).map_err(|_| no_such())?;
+    let server = match hub.store().get_server(&user.name, &server_key).await {
+        Ok(server) => server,
+        Err(StoreError::NotFound { .. }) if !named => return Ok(empty(StatusCode::NO_CONTENT)),
+        Err(StoreError::NotFound { .. }) => return Err(no_such()),
+        Err(other) => return Err(other.into()),
+    };
+    let log = log_name(&name, &server_name);
+    match server.state {
+        SpawnState::Stopping => Ok(empty(StatusCode::ACCEPTED)),
+        SpawnState::Requested | SpawnState::Starting => {
+            Err(ApiError::bad_request(format!("{log} is pending spawn, please wait")))
+        }
+        SpawnState::Stopped | SpawnState::Failed => {
+            if server.state == SpawnState::Failed {
+                let stopped = ServerUpdate { state: Some(SpawnState::Stopped), ..ServerUpdate::default() };
+                hub.store().update_server(&user.name, &server_key, &stopped).await?;
+            }
+            if remove {
+                hub.store().delete_server(&user.name, &server_key).await?;
+            }
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        SpawnState::Running => {
+            let stopping = tokio::spawn(stop_server(hub.clone(), server, remove));
+            match tokio::time::timeout(hub.config().slow_stop_timeout, stopping).await {
+                Ok(Ok(Ok(()))) => Ok(empty(StatusCode::NO_CONTENT)),
+                Ok(Ok(Err(LifecycleError::Store(
+                    StoreError::IllegalTransition { .. } | StoreError::ConcurrentUpdate { .. },
+                )))) => Ok(empty(StatusCode::ACCEPTED)),
+                Ok(Ok(Err(error))) => Err(ApiError::internal(error)),
+                Ok(Err(join_error)) => Err(ApiError::internal(join_error)),
+                Err(_still_stopping) => Ok(empty(StatusCode::ACCEPTED)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_hold_decoded_names_and_urls_quoted_ones() {
+        assert_eq!(route_path("/", "a b", ""), "/user/a b/");
+        assert_eq!(route_path("/base/", "alice", "gpu"), "/base/user/alice/gpu/");
+        assert_eq!(server_prefix("/", "a b", "x/y"), "/user/a%20b/x%2Fy/");
+        assert_eq!(server_prefix("/", "a@b~c", ""), "/user/a@b~c/");
+    }
+}

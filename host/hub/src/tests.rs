@@ -1,0 +1,534 @@
+//! Tests of the hub API through `router(...).oneshot(...)` on a temporary SQLite store, with the local process
+//! spawner running a tiny Python HTTP server in place of `jupyterhub-singleuser`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use wasmhub_model::{GroupName, ServerName, SpawnState, TokenKind, UserName};
+use wasmhub_proxy::{Proxy, ProxyConfig};
+use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig};
+use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, SqliteStore, Store, TokenOwner};
+
+use crate::{Hub, HubConfig, router};
+
+/// A stand-in single-user server: it serves HTTP where `JUPYTERHUB_SERVICE_URL` says.
+const SERVER: &str = r#"
+import http.server, os, urllib.parse
+url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+http.server.HTTPServer((url.hostname, url.port), http.server.SimpleHTTPRequestHandler).serve_forever()
+"#;
+
+struct TestHub {
+    app: Router,
+    store: Arc<SqliteStore>,
+    proxy: Proxy,
+    hub: Hub,
+    admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn test_hub() -> TestHub {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
+    let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
+        cmd: vec!["python3".into(), "-c".into(), SERVER.into()],
+        log_dir: dir.path().to_owned(),
+        term_timeout: Duration::from_millis(500),
+        ..LocalSpawnerConfig::default()
+    });
+    let proxy = Proxy::new(ProxyConfig::default()).await.unwrap();
+    let config = HubConfig { allow_named_servers: true, ..HubConfig::default() };
+    let hub = Hub::new(config, store.clone(), Arc::new(spawner), proxy.clone());
+    let admin_token = user_with_token(store.as_ref(), "admin", true, &["inherit"]).await;
+    TestHub { app: router(hub.clone()), store, proxy, hub, admin_token, _dir: dir }
+}
+
+async fn user_with_token(store: &SqliteStore, name: &str, admin: bool, scopes: &[&str]) -> String {
+    let user = UserName::parse(name).unwrap();
+    if store.get_user(&user).await.is_err() {
+        store.create_user(&user, admin).await.unwrap();
+    }
+    let new = NewApiToken {
+        owner: TokenOwner::User(user),
+        kind: TokenKind::Api,
+        supplied: None,
+        scopes: scopes.iter().map(|scope| scope.to_string()).collect(),
+        note: "test".into(),
+        expires_at: None,
+        session_id: None,
+        client_id: HUB_OAUTH_CLIENT.into(),
+    };
+    store.create_api_token(&new).await.unwrap().1.as_str().to_owned()
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {:?}", self.text))
+    }
+
+    /// Asserts JupyterHub's error shape with this status.
+    #[track_caller]
+    fn assert_error(&self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        let body = self.json();
+        assert_eq!(body["status"], json!(status), "body: {body}");
+        body["message"].as_str().expect("a message").to_owned()
+    }
+}
+
+async fn call(app: &Router, method: Method, uri: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+    call_with(app, method, uri, token, body, &[]).await
+}
+
+async fn call_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("token {token}"));
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body.unwrap_or_default().to_owned())).unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+}
+
+#[tokio::test]
+async fn version_info_health_and_unknown_paths() {
+    let hub = test_hub().await;
+    for path in ["/hub/api", "/hub/api/"] {
+        let answer = call(&hub.app, Method::GET, path, None, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(answer.json(), json!({ "version": "5.5.4+wasmhub" }));
+        assert_eq!(answer.headers["x-jupyterhub-version"], "5.5.4+wasmhub");
+        assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    }
+    for path in ["/hub/api/health", "/hub/health"] {
+        let answer = call(&hub.app, Method::GET, path, None, None).await;
+        assert_eq!((answer.status, answer.text.as_str()), (StatusCode::OK, ""), "{path}");
+    }
+    let message = call(&hub.app, Method::GET, "/hub/api/info", None, None).await.assert_error(403);
+    assert_eq!(message, "Missing or invalid credentials.");
+    let info = call(&hub.app, Method::GET, "/hub/api/info", Some(&hub.admin_token), None).await;
+    assert_eq!(info.status, StatusCode::OK);
+    assert_eq!(info.json()["version"], "5.5.4+wasmhub");
+    call(&hub.app, Method::GET, "/hub/api/no/such/thing", Some(&hub.admin_token), None).await.assert_error(404);
+    call(&hub.app, Method::GET, "/hub/api/users/admin/nope", None, None).await.assert_error(404);
+    call(&hub.app, Method::DELETE, "/hub/api/info", Some(&hub.admin_token), None).await.assert_error(405);
+}
+
+#[tokio::test]
+async fn scopes_deny_with_jupyterhubs_403_and_404() {
+    let hub = test_hub().await;
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    user_with_token(&hub.store, "bob", false, &["inherit"]).await;
+    user_with_token(&hub.store, "carol", false, &["inherit"]).await;
+
+    // A user's default token reaches the user and nobody else.
+    let own = call(&hub.app, Method::GET, "/hub/api/users/alice", Some(&alice), None).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert_eq!(own.json()["name"], "alice");
+    assert_eq!(own.json()["kind"], "user");
+    let message = call(&hub.app, Method::GET, "/hub/api/users/bob", Some(&alice), None).await.assert_error(404);
+    assert_eq!(message, "No access to resources or resources not found");
+    call(&hub.app, Method::GET, "/hub/api/users/nobody", Some(&alice), None).await.assert_error(404);
+    let message = call(&hub.app, Method::GET, "/hub/api/users", Some(&alice), None).await.assert_error(403);
+    assert_eq!(message, "Action is not authorized with current scopes; requires any of ['list:users']");
+    call(&hub.app, Method::POST, "/hub/api/users/dave", Some(&alice), None).await.assert_error(403);
+    call(&hub.app, Method::GET, "/hub/api/info", Some(&alice), None).await.assert_error(403);
+
+    // Bad or misplaced credentials are anonymous: `?token=` is not accepted by the API.
+    let message =
+        call(&hub.app, Method::GET, "/hub/api/users/alice", Some("not-a-token"), None).await.assert_error(403);
+    assert_eq!(message, "Missing or invalid credentials.");
+    let uri = format!("/hub/api/users/alice?token={alice}");
+    call(&hub.app, Method::GET, &uri, None, None).await.assert_error(403);
+    let bearer = call_with(
+        &hub.app,
+        Method::GET,
+        "/hub/api/users/alice",
+        None,
+        None,
+        &[("authorization", &format!("Bearer {alice}"))],
+    )
+    .await;
+    assert_eq!(bearer.status, StatusCode::OK);
+
+    // A group filter reaches the group's members only, in single reads and in lists.
+    let staff = GroupName::parse("staff").unwrap();
+    hub.store.create_group(&staff).await.unwrap();
+    hub.store.add_group_members(&staff, &[UserName::parse("bob").unwrap()]).await.unwrap();
+    let watcher =
+        user_with_token(&hub.store, "admin", true, &["read:users!group=staff", "list:users!group=staff"]).await;
+    assert_eq!(call(&hub.app, Method::GET, "/hub/api/users/bob", Some(&watcher), None).await.status, StatusCode::OK);
+    call(&hub.app, Method::GET, "/hub/api/users/carol", Some(&watcher), None).await.assert_error(404);
+    let list = call(&hub.app, Method::GET, "/hub/api/users", Some(&watcher), None).await.json();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|user| user["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bob"]);
+    // A user filter: a token of the admin restricted to alice cannot delete bob, and gets 404 for him.
+    let narrow = user_with_token(&hub.store, "admin", true, &["admin:users!user=alice"]).await;
+    call(&hub.app, Method::DELETE, "/hub/api/users/bob", Some(&narrow), None).await.assert_error(404);
+    // A token never exceeds its owner: alice's token asking for admin:users gets nothing of it.
+    let greedy = user_with_token(&hub.store, "alice", false, &["admin:users"]).await;
+    call(&hub.app, Method::GET, "/hub/api/users", Some(&greedy), None).await.assert_error(403);
+    // Model keys follow the scopes: only the name-level keys with read:users:name.
+    let names_only = user_with_token(&hub.store, "admin", true, &["read:users:name"]).await;
+    let model = call(&hub.app, Method::GET, "/hub/api/users/bob", Some(&names_only), None).await.json();
+    let mut keys: Vec<&String> = model.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["admin", "kind", "name"]);
+}
+
+#[tokio::test]
+async fn users_are_paginated_with_an_absolute_next_url() {
+    let hub = test_hub().await;
+    let body = json!({ "usernames": ["u1", "u2", "u3", "u4", "u5"] }).to_string();
+    let created = call(&hub.app, Method::POST, "/hub/api/users", Some(&hub.admin_token), Some(&body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json().as_array().unwrap().len(), 5);
+
+    let accept = ("accept", "application/jupyterhub-pagination+json");
+    let host = ("host", "hub.example.org:8000");
+    let mut uri = "/hub/api/users?limit=2&sort=name".to_owned();
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = call_with(&hub.app, Method::GET, &uri, Some(&hub.admin_token), None, &[accept, host]).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        let page = page.json();
+        assert_eq!(page["_pagination"]["total"], 6);
+        assert_eq!(page["_pagination"]["limit"], 2);
+        names.extend(page["items"].as_array().unwrap().iter().map(|user| user["name"].as_str().unwrap().to_owned()));
+        pages += 1;
+        let next = &page["_pagination"]["next"];
+        if next.is_null() {
+            break;
+        }
+        let url = next["url"].as_str().unwrap();
+        if pages == 1 {
+            assert_eq!(url, "http://hub.example.org:8000/hub/api/users?limit=2&sort=name&offset=2");
+            assert_eq!(next["offset"], 2);
+        }
+        uri = url.strip_prefix("http://hub.example.org:8000").unwrap().to_owned();
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["admin", "u1", "u2", "u3", "u4", "u5"]);
+
+    // Without the Accept header: a plain list; filters and descending sort.
+    let list =
+        call(&hub.app, Method::GET, "/hub/api/users?sort=-name&name_filter=U", Some(&hub.admin_token), None).await;
+    let names: Vec<String> =
+        list.json().as_array().unwrap().iter().map(|user| user["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["u5", "u4", "u3", "u2", "u1"]);
+    let ready = call(&hub.app, Method::GET, "/hub/api/users?state=ready", Some(&hub.admin_token), None).await;
+    assert_eq!(ready.json(), json!([]));
+    call(&hub.app, Method::GET, "/hub/api/users?state=bogus", Some(&hub.admin_token), None).await.assert_error(400);
+    call(&hub.app, Method::GET, "/hub/api/users?sort=shoe", Some(&hub.admin_token), None).await.assert_error(400);
+    call(&hub.app, Method::GET, "/hub/api/users?limit=many", Some(&hub.admin_token), None).await.assert_error(400);
+}
+
+#[tokio::test]
+async fn bad_input_gets_jupyterhubs_status_and_error_shape() {
+    let hub = test_hub().await;
+    let admin = hub.admin_token.as_str();
+    let message =
+        call(&hub.app, Method::POST, "/hub/api/users/carol", Some(admin), Some("{not json")).await.assert_error(400);
+    assert_eq!(message, "Invalid JSON in body of request");
+    call(&hub.app, Method::POST, "/hub/api/users", Some(admin), Some("[1,")).await.assert_error(400);
+    call(&hub.app, Method::POST, "/hub/api/users", Some(admin), Some(r#"{"usernames": "x"}"#)).await.assert_error(400);
+    call(&hub.app, Method::POST, "/hub/api/users", Some(admin), Some(r#"{"usernames": ["a/b"]}"#))
+        .await
+        .assert_error(400);
+    let long = "x".repeat(256);
+    call(&hub.app, Method::POST, &format!("/hub/api/users/{long}"), Some(admin), None).await.assert_error(400);
+    call(&hub.app, Method::GET, &format!("/hub/api/users/{long}"), Some(admin), None).await.assert_error(404);
+    call(&hub.app, Method::GET, "/hub/api/users/nobody", Some(admin), None).await.assert_error(404);
+    call(&hub.app, Method::POST, "/hub/api/users/admin", Some(admin), None).await.assert_error(409);
+    let all_exist = json!({ "usernames": ["admin"] }).to_string();
+    call(&hub.app, Method::POST, "/hub/api/users", Some(admin), Some(&all_exist)).await.assert_error(409);
+    call(&hub.app, Method::PATCH, "/hub/api/users/admin", Some(admin), Some(r#"{"shoe": 1}"#)).await.assert_error(400);
+    call(&hub.app, Method::PATCH, "/hub/api/users/admin", Some(admin), Some(r#"{"admin": "yes"}"#))
+        .await
+        .assert_error(400);
+    call(&hub.app, Method::POST, "/hub/api/users/admin/tokens", Some(admin), Some(r#"{"expires_in": 0}"#))
+        .await
+        .assert_error(400);
+    call(
+        &hub.app,
+        Method::POST,
+        "/hub/api/users/admin/tokens",
+        Some(admin),
+        Some(r#"{"scopes": ["read:everything"]}"#),
+    )
+    .await
+    .assert_error(400);
+    call(&hub.app, Method::GET, "/hub/api/users/admin/tokens/x1", Some(admin), None).await.assert_error(404);
+    call(&hub.app, Method::GET, "/hub/api/users/admin/tokens/a99999", Some(admin), None).await.assert_error(404);
+    call(&hub.app, Method::POST, "/hub/api/users/admin/activity", Some(admin), Some("{}")).await.assert_error(400);
+    call(&hub.app, Method::POST, "/hub/api/users/admin/server", Some(admin), Some("[1]")).await.assert_error(400);
+    let message = call(&hub.app, Method::DELETE, "/hub/api/users/admin", Some(admin), None).await.assert_error(400);
+    assert_eq!(message, "Cannot delete yourself!");
+}
+
+#[tokio::test]
+async fn users_are_created_renamed_and_deleted() {
+    let hub = test_hub().await;
+    let admin = hub.admin_token.as_str();
+    let created = call(&hub.app, Method::POST, "/hub/api/users/carol", Some(admin), Some(r#"{"admin": false}"#)).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let model = created.json();
+    assert_eq!((model["name"].clone(), model["admin"].clone()), (json!("carol"), json!(false)));
+    assert_eq!(model["roles"], json!(["user"]));
+    assert_eq!(model["servers"], json!({}));
+    assert!(model["created"].as_str().unwrap().ends_with('Z'));
+    let renamed =
+        call(&hub.app, Method::PATCH, "/hub/api/users/carol", Some(admin), Some(r#"{"name": "caroline"}"#)).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    assert_eq!(renamed.json()["name"], "caroline");
+    call(&hub.app, Method::GET, "/hub/api/users/carol", Some(admin), None).await.assert_error(404);
+    let deleted = call(&hub.app, Method::DELETE, "/hub/api/users/caroline", Some(admin), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    call(&hub.app, Method::GET, "/hub/api/users/caroline", Some(admin), None).await.assert_error(404);
+
+    // Only admins may make admins.
+    user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let helper = user_with_token(&hub.store, "helper", false, &["inherit"]).await;
+    let role = wasmhub_model::RoleName::parse("user-admins").unwrap();
+    hub.store.put_role(&role, "manage users", &["admin:users".to_owned()]).await.unwrap();
+    let holder = wasmhub_store::RoleHolder::User(UserName::parse("helper").unwrap());
+    hub.store.assign_role(&role, &holder).await.unwrap();
+    let message = call(&hub.app, Method::PATCH, "/hub/api/users/alice", Some(&helper), Some(r#"{"admin": true}"#))
+        .await
+        .assert_error(403);
+    assert_eq!(message, "Only admins can grant admin permissions");
+    let patched =
+        call(&hub.app, Method::PATCH, "/hub/api/users/alice", Some(&helper), Some(r#"{"roles": ["user-admins"]}"#))
+            .await;
+    assert_eq!(patched.json()["roles"], json!(["user", "user-admins"]));
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_and_never_exceed_their_owner() {
+    let hub = test_hub().await;
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let body = json!({ "note": "for the culler", "expires_in": 3600 }).to_string();
+    let created = call(&hub.app, Method::POST, "/hub/api/users/alice/tokens", Some(&alice), Some(&body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let created = created.json();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 32);
+    assert_eq!(created["note"], "for the culler");
+    assert_eq!(created["user"], "alice");
+    assert_eq!(created["oauth_client"], "JupyterHub");
+    assert!(created["expires_at"].is_string());
+    let scopes: Vec<&str> = created["scopes"].as_array().unwrap().iter().map(|scope| scope.as_str().unwrap()).collect();
+    assert!(scopes.contains(&"read:users!user=alice") && scopes.contains(&"tokens!user=alice"), "{scopes:?}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with('a'));
+
+    let listed = call(&hub.app, Method::GET, "/hub/api/users/alice/tokens", Some(&token), None).await.json();
+    let listed = listed["api_tokens"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|model| model.get("token").is_none()));
+    let one = call(&hub.app, Method::GET, &format!("/hub/api/users/alice/tokens/{id}"), Some(&alice), None).await;
+    assert_eq!(one.json()["id"], json!(id));
+    call(&hub.app, Method::GET, &format!("/hub/api/users/admin/tokens/{id}"), Some(&hub.admin_token), None)
+        .await
+        .assert_error(404);
+
+    let greedy = json!({ "scopes": ["admin:users"] }).to_string();
+    call(&hub.app, Method::POST, "/hub/api/users/alice/tokens", Some(&alice), Some(&greedy)).await.assert_error(400);
+    let narrow = json!({ "scopes": ["read:users!user=alice"] }).to_string();
+    let narrow = call(&hub.app, Method::POST, "/hub/api/users/alice/tokens", Some(&alice), Some(&narrow)).await.json();
+    let narrow_token = narrow["token"].as_str().unwrap();
+    call(&hub.app, Method::GET, "/hub/api/users/alice/tokens", Some(narrow_token), None).await.assert_error(403);
+
+    let deleted =
+        call(&hub.app, Method::DELETE, &format!("/hub/api/users/alice/tokens/{id}"), Some(&alice), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    call(&hub.app, Method::GET, "/hub/api/users/alice", Some(&token), None).await.assert_error(403);
+}
+
+#[tokio::test]
+async fn activity_moves_last_activity_forward_only() {
+    let hub = test_hub().await;
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let user = UserName::parse("alice").unwrap();
+    hub.store.create_server(&user, &ServerName::default_server(), "{}").await.unwrap();
+    let body = json!({
+        "servers": { "": { "last_activity": "2026-01-02T03:04:05.123456Z" } },
+        "last_activity": "2026-01-02T03:04:05.123456Z",
+    })
+    .to_string();
+    let answer = call(&hub.app, Method::POST, "/hub/api/users/alice/activity", Some(&alice), Some(&body)).await;
+    assert_eq!((answer.status, answer.text.as_str()), (StatusCode::OK, ""));
+    let older = json!({ "last_activity": "2025-01-01T00:00:00" }).to_string();
+    let answer = call(&hub.app, Method::POST, "/hub/api/users/alice/activity", Some(&alice), Some(&older)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let server = hub.store.get_server(&user, &ServerName::default_server()).await.unwrap();
+    assert_eq!(crate::models::isoformat(&server.last_activity.unwrap()), "2026-01-02T03:04:05.123456Z");
+    // The request itself also counts as activity of a user token, which is newer still.
+    let stored = hub.store.get_user(&user).await.unwrap();
+    assert!(stored.last_activity.unwrap() > server.last_activity.unwrap());
+
+    let unknown = json!({ "servers": { "gpu": { "last_activity": "2026-01-02T03:04:05Z" } } }).to_string();
+    let message = call(&hub.app, Method::POST, "/hub/api/users/alice/activity", Some(&alice), Some(&unknown))
+        .await
+        .assert_error(400);
+    assert_eq!(message, "No such server 'gpu' for user alice");
+    let future = json!({ "last_activity": "2999-01-01T00:00:00Z" }).to_string();
+    call(&hub.app, Method::POST, "/hub/api/users/alice/activity", Some(&alice), Some(&future)).await.assert_error(400);
+    let garbage = json!({ "last_activity": "yesterday" }).to_string();
+    call(&hub.app, Method::POST, "/hub/api/users/alice/activity", Some(&alice), Some(&garbage)).await.assert_error(400);
+}
+
+#[tokio::test]
+async fn a_server_starts_behind_its_route_and_stops_without_it() {
+    let hub = test_hub().await;
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let user = UserName::parse("alice").unwrap();
+
+    let started =
+        call(&hub.app, Method::POST, "/hub/api/users/alice/server", Some(&alice), Some(r#"{"size": "s"}"#)).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    assert!(started.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let route = hub.proxy.routes().table().get("/user/alice/").expect("the route exists once the server answers");
+    assert_eq!(route.data()["user"], "alice");
+    assert_eq!(route.data()["server_name"], "");
+    assert_eq!(route.data()["jupyterhub"], true);
+    let server = hub.store.get_server(&user, &ServerName::default_server()).await.unwrap();
+    assert_eq!(server.state, SpawnState::Running);
+    assert_eq!(route.target().as_str(), server.url.as_deref().unwrap());
+    // The server's own token exists while it runs.
+    let tokens = hub.store.list_api_tokens(&TokenOwner::User(user.clone())).await.unwrap();
+    assert!(tokens.iter().any(|token| token.note == "Server at /user/alice/"));
+
+    let model = call(&hub.app, Method::GET, "/hub/api/users/alice", Some(&alice), None).await.json();
+    assert_eq!(model["server"], "/user/alice/");
+    assert_eq!(model["servers"][""]["ready"], true);
+    assert_eq!(model["servers"][""]["user_options"], json!({ "size": "s" }));
+    assert!(model["servers"][""].get("state").is_none());
+    let admin_view = call(&hub.app, Method::GET, "/hub/api/users/alice", Some(&hub.admin_token), None).await.json();
+    assert!(admin_view["servers"][""]["state"]["port"].is_number(), "{admin_view}");
+    let ready = call(&hub.app, Method::GET, "/hub/api/users?state=ready", Some(&hub.admin_token), None).await.json();
+    assert_eq!(ready.as_array().unwrap().len(), 1);
+
+    let message =
+        call(&hub.app, Method::POST, "/hub/api/users/alice/server", Some(&alice), None).await.assert_error(400);
+    assert_eq!(message, "alice is already running");
+    let message =
+        call(&hub.app, Method::DELETE, "/hub/api/users/alice/server", Some(&alice), Some(r#"{"remove": true}"#))
+            .await
+            .assert_error(400);
+    assert_eq!(message, "Cannot delete the default server");
+
+    let stopped = call(&hub.app, Method::DELETE, "/hub/api/users/alice/server", Some(&alice), None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+    assert!(hub.proxy.routes().table().get("/user/alice/").is_none());
+    let server = hub.store.get_server(&user, &ServerName::default_server()).await.unwrap();
+    assert_eq!(server.state, SpawnState::Stopped);
+    let tokens = hub.store.list_api_tokens(&TokenOwner::User(user.clone())).await.unwrap();
+    assert!(!tokens.iter().any(|token| token.note.starts_with("Server at ")));
+    let model = call(&hub.app, Method::GET, "/hub/api/users/alice", Some(&alice), None).await.json();
+    assert_eq!((model["server"].clone(), model["servers"].clone()), (Value::Null, json!({})));
+
+    // A named server, started without a body, removed with the culler's body and no Content-Type.
+    let named = call(&hub.app, Method::POST, "/hub/api/users/alice/servers/gpu", Some(&alice), None).await;
+    assert_eq!(named.status, StatusCode::CREATED, "{}", named.text);
+    assert!(hub.proxy.routes().table().get("/user/alice/gpu/").is_some());
+    let removed =
+        call(&hub.app, Method::DELETE, "/hub/api/users/alice/servers/gpu", Some(&alice), Some(r#"{"remove": true}"#))
+            .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert!(hub.proxy.routes().table().get("/user/alice/gpu/").is_none());
+    call(&hub.app, Method::DELETE, "/hub/api/users/alice/servers/gpu", Some(&alice), None).await.assert_error(404);
+    let bob = user_with_token(&hub.store, "bob", false, &["inherit"]).await;
+    call(&hub.app, Method::POST, "/hub/api/users/alice/server", Some(&bob), None).await.assert_error(404);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_fails_without_a_route() {
+    let hub = test_hub().await;
+    let quick = HubConfig { http_timeout: Duration::from_millis(300), ..hub.hub.config().clone() };
+    let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
+        cmd: vec!["python3".into(), "-c".into(), "import time; time.sleep(30)".into()],
+        log_dir: hub._dir.path().to_owned(),
+        term_timeout: Duration::from_millis(200),
+        ..LocalSpawnerConfig::default()
+    });
+    let deaf = Hub::new(quick, hub.store.clone(), Arc::new(spawner), hub.proxy.clone());
+    let app = router(deaf);
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let answer = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&alice), None).await;
+    answer.assert_error(500);
+    assert!(hub.proxy.routes().table().get("/user/alice/").is_none());
+    let server = hub.store.get_server(&UserName::parse("alice").unwrap(), &ServerName::default_server()).await.unwrap();
+    assert_eq!(server.state, SpawnState::Failed);
+    assert!(server.failure.unwrap().contains("did not answer"));
+}
+
+#[tokio::test]
+async fn serve_answers_on_a_bound_listener_and_stops_on_shutdown() {
+    let hub = test_hub().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::serve(hub.hub.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let response = reqwest::get(format!("http://{address}/hub/api")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-jupyterhub-version"], "5.5.4+wasmhub");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_spawn_answers_202_and_a_second_request_202_too() {
+    let hub = test_hub().await;
+    let impatient = HubConfig { slow_spawn_timeout: Duration::from_millis(1), ..hub.hub.config().clone() };
+    let app = router(Hub::new(impatient, hub.store.clone(), hub.hub.spawner_arc(), hub.proxy.clone()));
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let first = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&alice), None).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    let model = call(&app, Method::GET, "/hub/api/users/alice", Some(&alice), None).await.json();
+    if model["servers"][""]["ready"] == false {
+        assert_eq!(model["pending"], "spawn");
+        let second = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&alice), None).await;
+        assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.text);
+    }
+    let user = UserName::parse("alice").unwrap();
+    for _ in 0..200 {
+        let server = hub.store.get_server(&user, &ServerName::default_server()).await.unwrap();
+        if server.state == SpawnState::Running {
+            assert!(hub.proxy.routes().table().get("/user/alice/").is_some());
+            let stopped = call(&app, Method::DELETE, "/hub/api/users/alice/server", Some(&alice), None).await;
+            assert_eq!(stopped.status, StatusCode::NO_CONTENT);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the background spawn never finished");
+}
