@@ -114,16 +114,8 @@ impl RunningProxy {
         flags.extend(args.iter().map(|s| s.to_string()));
 
         let child = spawn_proxy(kind, &flags, token, dir.path(), &log_path);
-        let mut proxy = RunningProxy {
-            kind,
-            proxy_port,
-            api_port,
-            token: token.map(str::to_owned),
-            log_path,
-            dir,
-            flags,
-            child,
-        };
+        let mut proxy =
+            RunningProxy { kind, proxy_port, api_port, token: token.map(str::to_owned), log_path, dir, flags, child };
         proxy.wait_until_listening().await;
         proxy
     }

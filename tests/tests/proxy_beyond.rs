@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hyper::body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use serde_json::json;
 use wasmhub_system_tests::backend::{Backend, PatternCheck, UploadReport, pattern};
-use wasmhub_system_tests::proxy_harness::{
-    ApiAuth, BoxError, ProxyKind, RunningProxy, full_body, poll_until, send,
-};
+use wasmhub_system_tests::proxy_harness::{ApiAuth, BoxError, ProxyKind, RunningProxy, full_body, poll_until, send};
 use wasmhub_system_tests::{free_port, wasmhub_bin};
 
 const WASMHUB: ProxyKind = ProxyKind::Wasmhub;
@@ -23,7 +21,8 @@ async fn register_routes(proxy: &RunningProxy, backend: &Backend, count: usize) 
     // Ten at a time, as JupyterHub's ConfigurableHTTPProxy does.
     futures_util::stream::iter(0..count)
         .for_each_concurrent(10, |index| async move {
-            let data = json!({"target": backend.url(), "user": format!("u{index}"), "server_name": "", "jupyterhub": true});
+            let data =
+                json!({"target": backend.url(), "user": format!("u{index}"), "server_name": "", "jupyterhub": true});
             proxy.add_route(&format!("/user/u{index}"), data).await;
         })
         .await;
@@ -93,15 +92,15 @@ async fn sigterm_lets_in_flight_requests_finish_and_refuses_new_ones() {
 async fn metrics_count_requests_routes_and_connections() {
     let backend = Backend::start().await;
     let metrics_port = free_port();
-    let proxy = RunningProxy::start(WASMHUB, &["--metrics-ip", "127.0.0.1", "--metrics-port", &metrics_port.to_string()]).await;
+    let proxy =
+        RunningProxy::start(WASMHUB, &["--metrics-ip", "127.0.0.1", "--metrics-port", &metrics_port.to_string()]).await;
     proxy.add_target("/user/a", &backend.url()).await;
     proxy.add_target("/user/b", &backend.url()).await;
     assert_eq!(proxy.get("/user/a/x").await.status, 200);
     assert_eq!(proxy.get("/nowhere").await.status, 404);
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
-    let metrics = wasmhub_system_tests::proxy_harness::http_request(address, "GET", "/metrics", &[], Bytes::new())
-        .await
-        .unwrap();
+    let metrics =
+        wasmhub_system_tests::proxy_harness::http_request(address, "GET", "/metrics", &[], Bytes::new()).await.unwrap();
     assert_eq!(metrics.status, 200);
     let text = metrics.text();
     for expected in [

@@ -115,7 +115,11 @@ fn run(proxy: ProxyUnderTest) {
     let command = proxy.command(dir.path());
     let setup = new_setup();
     let mut hub = start_hub(dir.path(), &setup, &command);
-    eprintln!("[{proxy:?}] JupyterHub pid {} in {}, proxy command {command:?}", hub.process.pid(), dir.path().display());
+    eprintln!(
+        "[{proxy:?}] JupyterHub pid {} in {}, proxy command {command:?}",
+        hub.process.pid(),
+        dir.path().display()
+    );
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let result = runtime
@@ -358,8 +362,7 @@ async fn scenario(hub: &mut Hub, setup: &Setup, dir: &Path) -> Result<i32> {
 /// channel named in each message) and returns the `text/plain` of the matching `execute_result`.
 async fn execute_over_websocket(public_port: u16, kernel_id: &str, auth: &str, code: &str) -> Result<String> {
     let session = random_hex();
-    let url =
-        format!("ws://127.0.0.1:{public_port}/user/{USER}/api/kernels/{kernel_id}/channels?session_id={session}");
+    let url = format!("ws://127.0.0.1:{public_port}/user/{USER}/api/kernels/{kernel_id}/channels?session_id={session}");
     let mut request = url.as_str().into_client_request()?;
     // The header, not ?token=: JupyterHub 5 singleuser servers reject tokens in URLs by default.
     request.headers_mut().insert("Authorization", auth.parse()?);

@@ -218,7 +218,10 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
         }
     });
 
-    wasmhub_proxy::server::run(proxy, listeners, shutdown_signal()).await;
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    wasmhub_proxy::server::run(proxy, listeners, shutdown_signal(terminate, interrupt)).await;
     if let Some(pid_file) = &args.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -227,10 +230,7 @@ async fn serve(args: ProxyArgs) -> anyhow::Result<()> {
 }
 
 /// The first SIGTERM or SIGINT starts the drain; a second one exits at once.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+async fn shutdown_signal(mut terminate: tokio::signal::unix::Signal, mut interrupt: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
@@ -251,11 +251,8 @@ fn config_from_args(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         (None, None) => None,
         _ => bail!("--ssl-key and --ssl-cert go together: give both or neither"),
     };
-    let custom_headers = args
-        .custom_header
-        .iter()
-        .map(|header| parse_custom_header(header))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let custom_headers =
+        args.custom_header.iter().map(|header| parse_custom_header(header)).collect::<anyhow::Result<Vec<_>>>()?;
     let auth_token = std::env::var("CONFIGPROXY_AUTH_TOKEN").ok().filter(|token| !token.is_empty());
     Ok(ProxyConfig {
         auth_token,

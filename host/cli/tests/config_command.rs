@@ -26,7 +26,8 @@ fn every_deployed_example_checks_clean() {
 fn a_broken_file_gets_every_error_with_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wasmhub.yaml");
-    std::fs::write(&path, "hub:\n  config:\n    Authenticator:\n      admin_user: [alice]\ncul:\n  timeout: 60\n").unwrap();
+    std::fs::write(&path, "hub:\n  config:\n    Authenticator:\n      admin_user: [alice]\ncul:\n  timeout: 60\n")
+        .unwrap();
     let output = check(&path);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

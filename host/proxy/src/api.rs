@@ -170,9 +170,7 @@ fn write_route_json(out: &mut Vec<u8>, route: &Route) {
 }
 
 pub(crate) fn format_timestamp(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Accepts what JavaScript's `Date.parse` accepts in ISO-8601 form. A date-time without an offset is read as UTC
@@ -218,7 +216,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// One query parameter, decoded as `URLSearchParams` does.
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let decode = |part: &str| percent_encoding::percent_decode_str(&part.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let decode =
+        |part: &str| percent_encoding::percent_decode_str(&part.replace('+', " ")).decode_utf8_lossy().into_owned();
     query?.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (decode(key) == name).then(|| decode(value))
@@ -290,7 +289,10 @@ mod tests {
 
     #[test]
     fn query_params_are_form_decoded() {
-        assert_eq!(query_param(Some("a=1&inactive_since=2020-01-01T00%3A00%3A00Z"), "inactive_since").unwrap(), "2020-01-01T00:00:00Z");
+        assert_eq!(
+            query_param(Some("a=1&inactive_since=2020-01-01T00%3A00%3A00Z"), "inactive_since").unwrap(),
+            "2020-01-01T00:00:00Z"
+        );
         assert_eq!(query_param(Some("x=1"), "inactive_since"), None);
         assert_eq!(query_param(None, "x"), None);
     }

@@ -15,7 +15,12 @@ const ERROR_TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Proxy {
     /// The response for a request the proxy could not forward.
-    pub(crate) async fn error_response(&self, status: StatusCode, original: &Uri, websocket: bool) -> Response<ProxyBody> {
+    pub(crate) async fn error_response(
+        &self,
+        status: StatusCode,
+        original: &Uri,
+        websocket: bool,
+    ) -> Response<ProxyBody> {
         let label = crate::metrics::StatusLabel { status: status.as_u16() };
         self.shared.metrics.requests_proxy.get_or_create(&label).inc();
         if websocket {

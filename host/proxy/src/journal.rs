@@ -124,9 +124,7 @@ impl Journal {
     async fn finish(&self, wait: oneshot::Receiver<Result<(), String>>) -> Result<(), JournalError> {
         match wait.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => {
-                Err(JournalError::Io { path: self.path.clone(), source: io::Error::other(message) })
-            }
+            Ok(Err(message)) => Err(JournalError::Io { path: self.path.clone(), source: io::Error::other(message) }),
             Err(_) => Err(JournalError::Stopped),
         }
     }

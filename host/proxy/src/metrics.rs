@@ -56,7 +56,11 @@ impl Default for Metrics {
         };
         metrics.registry.register("api_route_get", "Count of API route GET requests", metrics.api_route_get.clone());
         metrics.registry.register("api_route_add", "Count of API route POST requests", metrics.api_route_add.clone());
-        metrics.registry.register("api_route_delete", "Count of API route DELETE requests", metrics.api_route_delete.clone());
+        metrics.registry.register(
+            "api_route_delete",
+            "Count of API route DELETE requests",
+            metrics.api_route_delete.clone(),
+        );
         metrics.registry.register("requests_web", "Count of proxied web requests", metrics.requests_web.clone());
         metrics.registry.register("requests_ws", "Count of proxied websocket requests", metrics.requests_ws.clone());
         metrics.registry.register("requests_proxy", "Proxied responses by status code", metrics.requests_proxy.clone());
@@ -77,7 +81,11 @@ impl Default for Metrics {
             "Client connections open on the proxy port",
             metrics.connections_open.clone(),
         );
-        metrics.registry.register("wasmhub_proxy_websockets_open", "Websockets being proxied", metrics.websockets_open.clone());
+        metrics.registry.register(
+            "wasmhub_proxy_websockets_open",
+            "Websockets being proxied",
+            metrics.websockets_open.clone(),
+        );
         metrics.registry.register(
             "process_resident_memory_bytes",
             "Resident memory of the proxy process",

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::forward::{ClientInfo, MAX_HEAD_BYTES, request_host};
 use crate::{Proxy, ProxyBody, full_body};
-
 
 /// How long a client may take to finish a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,7 +47,8 @@ pub async fn run(proxy: Proxy, listeners: Listeners, shutdown: impl Future<Outpu
     let accept_loops = TaskTracker::new();
 
     let tls = proxy.shared.tls.as_ref().map(|cert| tokio_rustls::TlsAcceptor::from(cert.server_config()));
-    let server = Server { proxy: proxy.clone(), stop_accepting: stop_accepting.clone(), connections: connections.clone() };
+    let server =
+        Server { proxy: proxy.clone(), stop_accepting: stop_accepting.clone(), connections: connections.clone() };
     accept_loops.spawn(server.clone().accept(listeners.proxy, Kind::Proxy { tls }));
     accept_loops.spawn(server.clone().accept(listeners.api, Kind::Api));
     if let Some(listener) = listeners.metrics {
@@ -313,11 +313,8 @@ fn redirect_response(request: &Request<Incoming>, https_port: u16) -> Response<P
         return response;
     };
     let path = request.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
-    let location = if https_port == 443 {
-        format!("https://{host}{path}")
-    } else {
-        format!("https://{host}:{https_port}{path}")
-    };
+    let location =
+        if https_port == 443 { format!("https://{host}{path}") } else { format!("https://{host}:{https_port}{path}") };
     let mut response = Response::new(full_body(Bytes::new()));
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
     if let Ok(location) = HeaderValue::from_str(&location) {

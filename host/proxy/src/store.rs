@@ -32,12 +32,7 @@ pub struct RouteStore {
 impl RouteStore {
     /// A store that keeps routes in memory only, like CHP.
     pub fn in_memory(host_routing: bool) -> RouteStore {
-        RouteStore {
-            table: Arc::default(),
-            journal: None,
-            host_routing,
-            write_order: tokio::sync::Mutex::new(()),
-        }
+        RouteStore { table: Arc::default(), journal: None, host_routing, write_order: tokio::sync::Mutex::new(()) }
     }
 
     /// A store backed by `path`: routes found there are served again at once.

@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(env["JUPYTERHUB_CLIENT_ID"], "jupyterhub-user-alice");
         assert_eq!(env["JUPYTERHUB_OAUTH_CALLBACK_URL"], "/user/alice/oauth_callback");
         assert_eq!(env["JUPYTERHUB_SERVICE_PREFIX"], "/user/alice/");
-        assert_eq!(env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"], r#"["access:servers!server=alice/","access:servers!user=alice"]"#);
+        assert_eq!(
+            env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"],
+            r#"["access:servers!server=alice/","access:servers!user=alice"]"#
+        );
         assert_eq!(env["JUPYTERHUB_SERVER_NAME"], "");
         assert_eq!(env["JPY_API_TOKEN"], "secret");
         assert!(!env.contains_key("JUPYTERHUB_SERVICE_URL"), "the spawner sets the bind URL");

@@ -43,7 +43,9 @@ pub struct Started {
 pub enum PollStatus {
     Running,
     /// The server is gone; the exit code when the spawner saw it.
-    Exited { code: Option<i32> },
+    Exited {
+        code: Option<i32>,
+    },
 }
 
 /// Why a spawner could not do what was asked.

@@ -95,6 +95,7 @@ impl LocalProcessSpawner {
         let (Some(pid), Some(start_time)) = (state.pid, state.start_time) else {
             return PollStatus::Exited { code: None };
         };
+        // The lock is only held for one map operation, so it cannot be poisoned by a panic elsewhere.
         if let Some(code) = self.exited.lock().expect("exit map").get(&pid) {
             return PollStatus::Exited { code: *code };
         }
@@ -172,7 +173,9 @@ impl Spawner for LocalProcessSpawner {
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError> {
         let state = LocalState::parse(state)?;
         let Some(pid) = state.pid else { return Ok(()) };
-        for (signal, patience) in [(Signal::SIGTERM, self.config.term_timeout), (Signal::SIGKILL, Duration::from_secs(5))] {
+        for (signal, patience) in
+            [(Signal::SIGTERM, self.config.term_timeout), (Signal::SIGKILL, Duration::from_secs(5))]
+        {
             if self.is_running(&state) != PollStatus::Running {
                 return Ok(());
             }
@@ -296,7 +299,8 @@ http.server.HTTPServer((url.hostname, url.port), http.server.SimpleHTTPRequestHa
         let own_pid = std::process::id() as i32;
         let (start_time, _) = process_start_time(own_pid).unwrap();
         let spawner = spawner(std::path::Path::new("/tmp"), SERVER);
-        let state = LocalState { port: 1, log: "/dev/null".into(), pid: Some(own_pid), start_time: Some(start_time + 1) };
+        let state =
+            LocalState { port: 1, log: "/dev/null".into(), pid: Some(own_pid), start_time: Some(start_time + 1) };
         assert!(matches!(spawner.poll(&state.to_state()).await.unwrap(), PollStatus::Exited { .. }));
         spawner.stop(&state.to_state()).await.expect("nothing is signalled");
     }

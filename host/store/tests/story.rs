@@ -174,7 +174,10 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     store.add_group_members(&staff, std::slice::from_ref(&alice)).await.unwrap();
     assert_not_found(store.add_group_members(&staff, &[dave.clone(), nobody.clone()]).await);
     assert_eq!(names(&store.get_group(&staff).await.unwrap().users), vec!["alice", "bob"], "all or nothing");
-    assert_eq!(names(&store.remove_group_members(&staff, std::slice::from_ref(&bob)).await.unwrap().users), vec!["alice"]);
+    assert_eq!(
+        names(&store.remove_group_members(&staff, std::slice::from_ref(&bob)).await.unwrap().users),
+        vec!["alice"]
+    );
     assert_not_found(store.remove_group_members(&staff, std::slice::from_ref(&nobody)).await);
     let properties = r#"{"course": "physics"}"#;
     assert_eq!(store.set_group_properties(&staff, properties).await.unwrap().properties, properties);
