@@ -6,6 +6,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 peers="${WASMHUB_PEERS:-$HOME/.cache/wasmhub/peers}"
 mkdir -p "$peers"
 
+# The TLS system test makes certificates with openssl and talks HTTPS with curl.
+for tool in openssl curl; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool"; }
+done
+
 stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
 
 # configurable-http-proxy 5.3 from npm, pinned by the committed lockfile.
