@@ -1,6 +1,7 @@
 //! The `wasmhub` binary. It parses the command line, sets up logging and hands over to a library; nothing else.
 
 mod config_command;
+mod policy_command;
 mod proxy_command;
 
 use clap::{Parser, Subcommand};
@@ -18,12 +19,15 @@ enum Command {
     Proxy(Box<proxy_command::ProxyArgs>),
     /// Check a config file as the hub would load it.
     Config(config_command::ConfigArgs),
+    /// Check a policy or run it on a JSON fixture, with the limits the hub applies.
+    Policy(policy_command::PolicyArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Proxy(args) => proxy_command::run(*args),
+        Command::Policy(args) => policy_command::run(args),
         Command::Config(args) => config_command::run(args),
     };
     match result {

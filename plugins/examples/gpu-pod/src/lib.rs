@@ -1,0 +1,75 @@
+//! Example pods policy: for GPU profiles, set the GPU resource limit, the node selector and the tolerations in
+//! one patch, so a GPU Pod never lands on a CPU node or without its device (the failure mode operators report
+//! when these three are configured separately). Uses the SDK's k8s-openapi types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasmhub_policy_sdk::k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use wasmhub_policy_sdk::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use wasmhub_policy_sdk::pods::{self, PatchOperation, PodPolicy, SpawnContext};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Profile slugs that get a GPU.
+    gpu_profiles: Vec<String>,
+    #[serde(default = "default_resource")]
+    resource_name: String,
+    #[serde(default = "default_count")]
+    gpu_count: u32,
+    node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    tolerations: Vec<Toleration>,
+}
+
+fn default_resource() -> String {
+    "nvidia.com/gpu".to_owned()
+}
+
+fn default_count() -> u32 {
+    1
+}
+
+pub struct GpuPod;
+
+impl PodPolicy for GpuPod {
+    type Settings = Settings;
+
+    fn validate_settings(settings: &Settings) -> Result<(), String> {
+        if settings.gpu_count == 0 {
+            return Err("gpu_count must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    fn mutate_pod(settings: &Settings, context: SpawnContext, pod: serde_json::Value) -> Result<Vec<PatchOperation>, String> {
+        if !settings.gpu_profiles.contains(&context.profile) {
+            return Ok(Vec::new());
+        }
+        let pod = pods::typed_pod(&pod)?;
+        let spec = pod.spec.unwrap_or_default();
+        let mut node_selector = spec.node_selector.unwrap_or_default();
+        node_selector.extend(settings.node_selector.clone());
+        let mut tolerations = spec.tolerations.unwrap_or_default();
+        for toleration in &settings.tolerations {
+            if !tolerations.contains(toleration) {
+                tolerations.push(toleration.clone());
+            }
+        }
+        let Some(container) = spec.containers.first() else {
+            return Err("the Pod has no container".to_owned());
+        };
+        let mut resources: ResourceRequirements = container.resources.clone().unwrap_or_default();
+        let count = Quantity(settings.gpu_count.to_string());
+        resources.limits.get_or_insert_with(BTreeMap::new).insert(settings.resource_name.clone(), count.clone());
+        resources.requests.get_or_insert_with(BTreeMap::new).insert(settings.resource_name.clone(), count);
+        Ok(vec![
+            PatchOperation::add("/spec/nodeSelector", node_selector)?,
+            PatchOperation::add("/spec/tolerations", tolerations)?,
+            PatchOperation::add("/spec/containers/0/resources", resources)?,
+        ])
+    }
+}
+
+wasmhub_policy_sdk::register!(pods: GpuPod);

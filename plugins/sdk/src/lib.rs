@@ -1,0 +1,413 @@
+//! The crate wasmhub policy authors use. Enable the feature of your hook (`auth`, `profiles`, `pods` or
+//! `cull`), implement its trait (`AuthPolicy`, `ProfilePolicy`, `PodPolicy`, `CullPolicy`) and call
+//! [`register!`]. Settings arrive already parsed into your own serde type; types are the WIT records of
+//! `wasmhub:policy@0.1.0`, generated here so every policy uses the same ones.
+//!
+//! Exactly one hook feature per component: the generated world is embedded in the component, and two worlds
+//! would ask the component to export both hooks.
+
+extern crate self as wasmhub_policy_sdk;
+
+#[cfg(any(
+    all(feature = "auth", any(feature = "profiles", feature = "pods", feature = "cull")),
+    all(feature = "profiles", any(feature = "pods", feature = "cull")),
+    all(feature = "pods", feature = "cull"),
+))]
+compile_error!(
+    "wasmhub-policy-sdk: enable exactly one hook feature (auth, profiles, pods or cull); when building several \
+     plugins of different hooks, build them in separate cargo invocations (see plugins/README.md)"
+);
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+pub use serde;
+pub use serde_json;
+#[cfg(feature = "k8s")]
+pub use k8s_openapi;
+
+#[cfg(feature = "auth")]
+#[doc(hidden)]
+pub mod auth_world {
+    wit_bindgen::generate!({
+        world: "auth-policy",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_auth_world",
+        default_bindings_module: "wasmhub_policy_sdk::auth_world",
+        runtime_path: "wasmhub_policy_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[cfg(feature = "profiles")]
+#[doc(hidden)]
+pub mod profiles_world {
+    wit_bindgen::generate!({
+        world: "profile-policy",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_profiles_world",
+        default_bindings_module: "wasmhub_policy_sdk::profiles_world",
+        runtime_path: "wasmhub_policy_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[cfg(feature = "pods")]
+#[doc(hidden)]
+pub mod pods_world {
+    wit_bindgen::generate!({
+        world: "pod-policy",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_pods_world",
+        default_bindings_module: "wasmhub_policy_sdk::pods_world",
+        runtime_path: "wasmhub_policy_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[cfg(feature = "cull")]
+#[doc(hidden)]
+pub mod cull_world {
+    wit_bindgen::generate!({
+        world: "cull-policy",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_cull_world",
+        default_bindings_module: "wasmhub_policy_sdk::cull_world",
+        runtime_path: "wasmhub_policy_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[cfg(feature = "auth")]
+use auth_world::wasmhub::policy as shared;
+#[cfg(all(feature = "profiles", not(feature = "auth")))]
+use profiles_world::wasmhub::policy as shared;
+#[cfg(all(feature = "pods", not(any(feature = "auth", feature = "profiles"))))]
+use pods_world::wasmhub::policy as shared;
+#[cfg(all(feature = "cull", not(any(feature = "auth", feature = "profiles", feature = "pods"))))]
+use cull_world::wasmhub::policy as shared;
+
+#[cfg(any(feature = "auth", feature = "profiles", feature = "pods", feature = "cull"))]
+pub use shared::types::{LogLevel, User};
+
+/// Writes a line to the hub's log (1 KiB and 64 lines per call at most; the host drops the rest).
+#[cfg(any(feature = "auth", feature = "profiles", feature = "pods", feature = "cull"))]
+pub fn log(level: LogLevel, message: &str) {
+    shared::host::log(level, message);
+}
+
+/// Parses the policy's settings, with an error message that says so.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(settings_json: &str) -> Result<T, String> {
+    serde_json::from_str(settings_json).map_err(|error| format!("invalid settings: {error}"))
+}
+
+/// The auth hook: a verified identity in, a user or a refusal out.
+#[cfg(feature = "auth")]
+pub mod auth {
+    pub use crate::auth_world::exports::wasmhub::policy::auth::{AdminChange, Allowed, Decision, Identity};
+
+    pub trait AuthPolicy {
+        /// Your settings type; `{}` in the policy file must parse if you want it to be optional.
+        type Settings: serde::de::DeserializeOwned;
+
+        /// Extra checks beyond parsing; called once per load.
+        fn validate_settings(_settings: &Self::Settings) -> Result<(), String> {
+            Ok(())
+        }
+
+        /// `Err` means "could not decide": the host refuses the login.
+        fn authenticate(settings: &Self::Settings, identity: Identity) -> Result<Decision, String>;
+    }
+
+    /// The identity's claims as JSON (`{}` when the provider sent none).
+    pub fn claims(identity: &Identity) -> serde_json::Value {
+        serde_json::from_str(&identity.claims_json).unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
+    }
+}
+
+/// The profiles hook: which profiles a user sees, and what a choice resolves to.
+#[cfg(feature = "profiles")]
+pub mod profiles {
+    pub use crate::profiles_world::exports::wasmhub::policy::profiles::{
+        Choice, OptionChoice, OptionValue, Profile, Resolution, Resolved,
+    };
+    pub use crate::User;
+
+    pub trait ProfilePolicy {
+        type Settings: serde::de::DeserializeOwned;
+
+        fn validate_settings(_settings: &Self::Settings) -> Result<(), String> {
+            Ok(())
+        }
+
+        /// Slugs of the profiles `user` may see, in display order.
+        fn visible_profiles(settings: &Self::Settings, user: User, profiles: Vec<Profile>) -> Result<Vec<String>, String>;
+
+        /// Validates and resolves a choice; reject anything `visible_profiles` hides.
+        fn resolve_choice(settings: &Self::Settings, user: User, profiles: Vec<Profile>, choice: Choice) -> Result<Resolution, String>;
+    }
+
+    /// A profile's definition as JSON.
+    pub fn definition(profile: &Profile) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&profile.profile_json).map_err(|error| format!("profile {:?}: {error}", profile.slug))
+    }
+
+    /// Every profile's `(slug, definition)`.
+    pub fn definitions(profiles: &[Profile]) -> Result<Vec<(String, serde_json::Value)>, String> {
+        profiles.iter().map(|profile| Ok((profile.slug.clone(), definition(profile)?))).collect()
+    }
+
+    /// KubeSpawner's resolution of a choice against `(slug, definition)` pairs: the default profile for an empty
+    /// slug, a listed choice or validated free text (`unlisted_choice.validation_regex`, Python `re.match`
+    /// semantics, `{value}` substituted) per option, option defaults, and the overrides merged in declaration
+    /// order (object into object recursively, anything else replaces, `null` kept so it removes the key when the
+    /// spawner applies it). `Err` means the profile list itself is malformed.
+    pub fn resolve_kubespawner_choice(profiles: &[(String, serde_json::Value)], choice: &Choice) -> Result<Resolution, String> {
+        let rejected = |reason: String| Ok(Resolution::Rejected(reason));
+        let profile = if choice.profile.is_empty() {
+            profiles.iter().find(|(_, definition)| definition.get("default") == Some(&true.into()))
+        } else {
+            profiles.iter().find(|(slug, _)| *slug == choice.profile)
+        };
+        let Some((slug, definition)) = profile else {
+            return rejected(format!("no profile named {:?}", choice.profile));
+        };
+        let mut merged = match definition.get("kubespawner_override") {
+            None | Some(serde_json::Value::Null) => serde_json::Value::Object(serde_json::Map::new()),
+            Some(value @ serde_json::Value::Object(_)) => value.clone(),
+            Some(_) => return Err(format!("profile {slug:?}: kubespawner_override is not an object")),
+        };
+        let empty_options = serde_json::Map::new();
+        let options = definition.get("profile_options").and_then(|options| options.as_object()).unwrap_or(&empty_options);
+        for (index, chosen) in choice.options.iter().enumerate() {
+            if !options.contains_key(&chosen.option_name) {
+                return rejected(format!("profile {slug:?} has no option {:?}", chosen.option_name));
+            }
+            if choice.options[..index].iter().any(|earlier| earlier.option_name == chosen.option_name) {
+                return rejected(format!("option {:?} is chosen twice", chosen.option_name));
+            }
+        }
+        for (option_name, option) in options {
+            let chosen = choice.options.iter().find(|chosen| &chosen.option_name == option_name).map(|chosen| chosen.value.clone());
+            let chosen = match chosen {
+                Some(value) => value,
+                None => match default_choice(option) {
+                    Some(key) => OptionValue::Listed(key),
+                    None => continue,
+                },
+            };
+            let option_override = match chosen {
+                OptionValue::Listed(key) => match option.get("choices").and_then(|choices| choices.get(&key)) {
+                    Some(listed) => listed.get("kubespawner_override").cloned(),
+                    None => return rejected(format!("invalid choice {key:?} for option {option_name:?}")),
+                },
+                OptionValue::Unlisted(text) => {
+                    let unlisted = option.get("unlisted_choice");
+                    let enabled = unlisted.and_then(|unlisted| unlisted.get("enabled")).and_then(|enabled| enabled.as_bool());
+                    if enabled != Some(true) {
+                        return rejected(format!("option {option_name:?} does not accept other values"));
+                    }
+                    if let Some(pattern) = unlisted.and_then(|unlisted| unlisted.get("validation_regex")).and_then(|p| p.as_str())
+                        && !python_re_match(pattern, &text)?
+                    {
+                        let message = unlisted.and_then(|unlisted| unlisted.get("validation_message")).and_then(|m| m.as_str());
+                        return rejected(match message {
+                            Some(message) => message.to_owned(),
+                            None => format!("invalid value {text:?} for option {option_name:?}"),
+                        });
+                    }
+                    unlisted.and_then(|unlisted| unlisted.get("kubespawner_override")).map(|template| substitute_value(template, &text))
+                }
+            };
+            match option_override {
+                None | Some(serde_json::Value::Null) => {}
+                Some(value @ serde_json::Value::Object(_)) => merge_override(&mut merged, &value),
+                Some(_) => return Err(format!("option {option_name:?}: kubespawner_override is not an object")),
+            }
+        }
+        Ok(Resolution::Resolved(Resolved { profile: slug.clone(), override_json: merged.to_string() }))
+    }
+
+    fn default_choice(option: &serde_json::Value) -> Option<String> {
+        let choices = option.get("choices")?.as_object()?;
+        choices.iter().find(|(_, choice)| choice.get("default") == Some(&true.into())).map(|(key, _)| key.clone())
+    }
+
+    fn merge_override(target: &mut serde_json::Value, update: &serde_json::Value) {
+        let (Some(target_map), Some(update_map)) = (target.as_object_mut(), update.as_object()) else {
+            *target = update.clone();
+            return;
+        };
+        for (key, value) in update_map {
+            match target_map.get_mut(key) {
+                Some(existing) if existing.is_object() && value.is_object() => merge_override(existing, value),
+                _ => {
+                    target_map.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    fn substitute_value(template: &serde_json::Value, text: &str) -> serde_json::Value {
+        match template {
+            serde_json::Value::String(string) => serde_json::Value::String(string.replace("{value}", text)),
+            serde_json::Value::Array(items) => items.iter().map(|item| substitute_value(item, text)).collect(),
+            serde_json::Value::Object(map) => {
+                serde_json::Value::Object(map.iter().map(|(key, value)| (key.clone(), substitute_value(value, text))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn python_re_match(pattern: &str, text: &str) -> Result<bool, String> {
+        let anchored = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|error| format!("bad pattern {pattern:?}: {error}"))?;
+        Ok(anchored.is_match(text))
+    }
+}
+
+/// The pods hook: return a JSON Patch for the Pod the spawner built.
+#[cfg(feature = "pods")]
+pub mod pods {
+    pub use crate::User;
+    pub use crate::pods_world::exports::wasmhub::policy::pods::SpawnContext;
+
+    pub trait PodPolicy {
+        type Settings: serde::de::DeserializeOwned;
+
+        fn validate_settings(_settings: &Self::Settings) -> Result<(), String> {
+            Ok(())
+        }
+
+        /// The patch operations to apply (an empty list leaves the Pod alone).
+        fn mutate_pod(settings: &Self::Settings, context: SpawnContext, pod: serde_json::Value) -> Result<Vec<PatchOperation>, String>;
+    }
+
+    /// One JSON Patch operation; the host accepts only these three.
+    #[derive(Clone, Debug, serde::Serialize)]
+    #[serde(tag = "op", rename_all = "lowercase")]
+    pub enum PatchOperation {
+        Add { path: String, value: serde_json::Value },
+        Replace { path: String, value: serde_json::Value },
+        Remove { path: String },
+    }
+
+    impl PatchOperation {
+        /// `add` of any serializable value, e.g. a k8s-openapi `Toleration` or `ResourceRequirements`.
+        pub fn add(path: impl Into<String>, value: impl serde::Serialize) -> Result<PatchOperation, String> {
+            let value = serde_json::to_value(value).map_err(|error| error.to_string())?;
+            Ok(PatchOperation::Add { path: path.into(), value })
+        }
+    }
+
+    /// The Pod as k8s-openapi's typed `Pod`.
+    #[cfg(feature = "k8s")]
+    pub fn typed_pod(pod: &serde_json::Value) -> Result<k8s_openapi::api::core::v1::Pod, String> {
+        serde_json::from_value(pod.clone()).map_err(|error| format!("the Pod does not parse: {error}"))
+    }
+}
+
+/// The cull hook: one decision per server, per sweep.
+#[cfg(feature = "cull")]
+pub mod cull {
+    pub use crate::User;
+    pub use crate::cull_world::exports::wasmhub::policy::cull::{Action, Decision, Server};
+
+    pub trait CullPolicy {
+        type Settings: serde::de::DeserializeOwned;
+
+        fn validate_settings(_settings: &Self::Settings) -> Result<(), String> {
+            Ok(())
+        }
+
+        /// Exactly one decision per server, in order.
+        fn decide(settings: &Self::Settings, servers: Vec<Server>) -> Result<Vec<Decision>, String>;
+    }
+}
+
+/// Exports a policy type as the component's hook: `register!(auth: MyPolicy);` (or `profiles:`, `pods:`,
+/// `cull:`). Call it once, at the crate root.
+#[macro_export]
+macro_rules! register {
+    (auth: $policy:ty) => {
+        #[doc(hidden)]
+        pub struct __WasmhubPolicyExport;
+        impl $crate::auth_world::exports::wasmhub::policy::plugin::Guest for __WasmhubPolicyExport {
+            fn validate_settings(settings: String) -> Result<(), String> {
+                let parsed = $crate::parse_settings::<<$policy as $crate::auth::AuthPolicy>::Settings>(&settings)?;
+                <$policy as $crate::auth::AuthPolicy>::validate_settings(&parsed)
+            }
+        }
+        impl $crate::auth_world::exports::wasmhub::policy::auth::Guest for __WasmhubPolicyExport {
+            fn authenticate(settings: String, identity: $crate::auth::Identity) -> Result<$crate::auth::Decision, String> {
+                let parsed = $crate::parse_settings(&settings)?;
+                <$policy as $crate::auth::AuthPolicy>::authenticate(&parsed, identity)
+            }
+        }
+        $crate::auth_world::__export_auth_world!(__WasmhubPolicyExport with_types_in $crate::auth_world);
+    };
+    (profiles: $policy:ty) => {
+        #[doc(hidden)]
+        pub struct __WasmhubPolicyExport;
+        impl $crate::profiles_world::exports::wasmhub::policy::plugin::Guest for __WasmhubPolicyExport {
+            fn validate_settings(settings: String) -> Result<(), String> {
+                let parsed = $crate::parse_settings::<<$policy as $crate::profiles::ProfilePolicy>::Settings>(&settings)?;
+                <$policy as $crate::profiles::ProfilePolicy>::validate_settings(&parsed)
+            }
+        }
+        impl $crate::profiles_world::exports::wasmhub::policy::profiles::Guest for __WasmhubPolicyExport {
+            fn visible_profiles(
+                settings: String,
+                user: $crate::User,
+                profiles: Vec<$crate::profiles::Profile>,
+            ) -> Result<Vec<String>, String> {
+                let parsed = $crate::parse_settings(&settings)?;
+                <$policy as $crate::profiles::ProfilePolicy>::visible_profiles(&parsed, user, profiles)
+            }
+            fn resolve_choice(
+                settings: String,
+                user: $crate::User,
+                profiles: Vec<$crate::profiles::Profile>,
+                choice: $crate::profiles::Choice,
+            ) -> Result<$crate::profiles::Resolution, String> {
+                let parsed = $crate::parse_settings(&settings)?;
+                <$policy as $crate::profiles::ProfilePolicy>::resolve_choice(&parsed, user, profiles, choice)
+            }
+        }
+        $crate::profiles_world::__export_profiles_world!(__WasmhubPolicyExport with_types_in $crate::profiles_world);
+    };
+    (pods: $policy:ty) => {
+        #[doc(hidden)]
+        pub struct __WasmhubPolicyExport;
+        impl $crate::pods_world::exports::wasmhub::policy::plugin::Guest for __WasmhubPolicyExport {
+            fn validate_settings(settings: String) -> Result<(), String> {
+                let parsed = $crate::parse_settings::<<$policy as $crate::pods::PodPolicy>::Settings>(&settings)?;
+                <$policy as $crate::pods::PodPolicy>::validate_settings(&parsed)
+            }
+        }
+        impl $crate::pods_world::exports::wasmhub::policy::pods::Guest for __WasmhubPolicyExport {
+            fn mutate_pod(settings: String, context: $crate::pods::SpawnContext, pod_json: String) -> Result<String, String> {
+                let parsed = $crate::parse_settings(&settings)?;
+                let pod = $crate::serde_json::from_str(&pod_json).map_err(|error| format!("the Pod is not JSON: {error}"))?;
+                let patch = <$policy as $crate::pods::PodPolicy>::mutate_pod(&parsed, context, pod)?;
+                $crate::serde_json::to_string(&patch).map_err(|error| error.to_string())
+            }
+        }
+        $crate::pods_world::__export_pods_world!(__WasmhubPolicyExport with_types_in $crate::pods_world);
+    };
+    (cull: $policy:ty) => {
+        #[doc(hidden)]
+        pub struct __WasmhubPolicyExport;
+        impl $crate::cull_world::exports::wasmhub::policy::plugin::Guest for __WasmhubPolicyExport {
+            fn validate_settings(settings: String) -> Result<(), String> {
+                let parsed = $crate::parse_settings::<<$policy as $crate::cull::CullPolicy>::Settings>(&settings)?;
+                <$policy as $crate::cull::CullPolicy>::validate_settings(&parsed)
+            }
+        }
+        impl $crate::cull_world::exports::wasmhub::policy::cull::Guest for __WasmhubPolicyExport {
+            fn decide(settings: String, servers: Vec<$crate::cull::Server>) -> Result<Vec<$crate::cull::Decision>, String> {
+                let parsed = $crate::parse_settings(&settings)?;
+                <$policy as $crate::cull::CullPolicy>::decide(&parsed, servers)
+            }
+        }
+        $crate::cull_world::__export_cull_world!(__WasmhubPolicyExport with_types_in $crate::cull_world);
+    };
+}

@@ -1,0 +1,43 @@
+// Shared by the four hostile test guests (included with `include!`): what to do wrong, chosen by settings.
+
+/// `{"behaviour": "...", "only_for": "name"}`. Behaviours: `ok`, `loop`, `memory-bomb`, `panic`, `malformed`,
+/// `error`, or `bad-settings` (refused by validate-settings). With `only_for`, the guest misbehaves only when
+/// the call is about that user, so a version passes the host's smoke call and fails on real traffic.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    behaviour: String,
+    only_for: Option<String>,
+}
+
+/// Runs the chosen misbehaviour for a call about `user_name`; returns true when the caller should produce
+/// malformed output.
+fn misbehave(settings: &Settings, user_name: &str) -> Result<bool, String> {
+    if settings.only_for.as_deref().is_some_and(|only_for| only_for != user_name) {
+        return Ok(false);
+    }
+    match settings.behaviour.as_str() {
+        "loop" => {
+            let mut counter: u64 = 0;
+            loop {
+                // `black_box` keeps the optimiser from proving the loop has no effect.
+                counter = std::hint::black_box(counter.wrapping_add(1));
+            }
+        }
+        "memory-bomb" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 16 * 1024 * 1024]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "panic" => panic!("hostile guest panics on purpose"),
+        "error" => Err("hostile guest returns an error on purpose".to_owned()),
+        "malformed" => Ok(true),
+        _ => Ok(false),
+    }
+}
+
+fn validate(settings: &Settings) -> Result<(), String> {
+    if settings.behaviour == "bad-settings" { Err("behaviour bad-settings is refused on purpose".to_owned()) } else { Ok(()) }
+}
