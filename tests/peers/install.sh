@@ -22,7 +22,7 @@ if ! stamp_ok "$peers/chp" "$chp_hash"; then
   echo "$chp_hash" > "$peers/chp/.stamp"
 fi
 
-# Python JupyterHub 5.x with JupyterLab and the idle culler.
+# Python JupyterHub 5.x (with JupyterLab and the idle culler) and 6.x (with JupyterLab), one venv each.
 for req in "$here"/requirements-*.txt; do
   name="venv-$(basename "$req" .txt | sed 's/^requirements-//')"
   hash="$(sha256sum "$req" | cut -c1-16)"

@@ -3,6 +3,7 @@
 mod config_command;
 mod policy_command;
 mod proxy_command;
+mod serve_command;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the hub with its proxy and spawner in one process (embedded defaults without a config file).
+    Serve(Box<serve_command::ServeArgs>),
     /// Run the HTTP/WebSocket proxy alone: a drop-in for configurable-http-proxy (same flags and REST API).
     Proxy(Box<proxy_command::ProxyArgs>),
     /// Check a config file as the hub would load it.
@@ -26,6 +29,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve_command::run(*args),
         Command::Proxy(args) => proxy_command::run(*args),
         Command::Policy(args) => policy_command::run(args),
         Command::Config(args) => config_command::run(args),

@@ -31,6 +31,10 @@ section! {
         named_server_limit_per_user("namedServerLimitPerUser"): Option<u32> = None,
         /// Environment variables of the hub process.
         extra_env("extraEnv"): BTreeMap<String, String> = BTreeMap::new(),
+        /// Services (API clients such as the idle culler) by name, each with its API token.
+        services("services"): BTreeMap<String, HubService> = BTreeMap::new(),
+        /// Roles by name, assigned to users, groups and services at every start.
+        load_roles("loadRoles"): BTreeMap<String, LoadRole> = BTreeMap::new(),
         /// Python code run by JupyterHub's config file; not supported.
         extra_config("extraConfig"): PythonCode = PythonCode,
         /// Read by the Helm chart only.
@@ -53,6 +57,42 @@ section! {
         liveness_probe("livenessProbe"): ChartOnly = ChartOnly::default(),
         /// Read by the Helm chart only.
         readiness_probe("readinessProbe"): ChartOnly = ChartOnly::default(),
+    }
+}
+
+section! {
+    /// A service (z2jh `hub.services.<name>`): an API client of the hub, optionally proxied at `/services/<name>/`.
+    pub struct HubService {
+        /// The service's API token (at least 8 characters); null gives the service no token.
+        api_token("apiToken"): Option<String> = None,
+        /// Whether the service is admin (JupyterHub's deprecated shortcut for the `admin` role).
+        admin("admin"): bool = false,
+        /// Where the service listens; the proxy routes `/services/<name>/` there.
+        url("url"): Option<String> = None,
+        /// Whether the service is listed on the home page.
+        display("display"): bool = true,
+        /// Whether users are sent through the service's OAuth without a confirmation page.
+        oauth_no_confirm("oauth_no_confirm"): bool = false,
+        /// Set by z2jh from the key; must equal it when given.
+        name("name"): Option<String> = None,
+    }
+}
+
+section! {
+    /// A role (z2jh `hub.loadRoles.<name>`): scopes given to users, groups and services.
+    pub struct LoadRole {
+        /// Shown in the API.
+        description("description"): String = String::new(),
+        /// Scopes the role grants, e.g. `list:users`, `admin:servers!group=gpu`.
+        scopes("scopes"): Vec<String> = Vec::new(),
+        /// Users holding the role.
+        users("users"): Vec<String> = Vec::new(),
+        /// Groups whose members hold the role.
+        groups("groups"): Vec<String> = Vec::new(),
+        /// Services holding the role.
+        services("services"): Vec<String> = Vec::new(),
+        /// Set by z2jh from the key; must equal it when given.
+        name("name"): Option<String> = None,
     }
 }
 

@@ -37,7 +37,7 @@ pub use env::{ENV_OVERRIDES, Env, EnvOverride, ProcessEnv};
 pub use error::{ConfigError, ErrorKind, Position};
 pub use hub::{
     Authenticator, AuthenticatorClass, Db, DbType, DummyAuthenticator, GenericOAuthenticator, Hub, HubConfig,
-    JupyterHub, SharedPasswordAuthenticator, Spawner, TokenMethod,
+    HubService, JupyterHub, LoadRole, SharedPasswordAuthenticator, Spawner, TokenMethod,
 };
 pub use proxy::{
     Chp, Https, HttpsType, Letsencrypt, ManualTls, NodePorts, Proxy, ProxyService, ServiceType, TlsSecret,

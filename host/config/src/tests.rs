@@ -266,3 +266,41 @@ fn generate_config_documentation() {
         panic!("docs/config.md was out of date and has been regenerated; review and commit it");
     }
 }
+
+#[test]
+fn services_and_roles_load_as_z2jh_writes_them_and_bad_references_are_named() {
+    let text = "\
+hub:
+  services:
+    jupyterhub-idle-culler:
+      apiToken: 0123456789abcdef
+  loadRoles:
+    jupyterhub-idle-culler:
+      scopes: [list:users, read:users:activity, read:servers, delete:servers]
+      services: [jupyterhub-idle-culler]
+";
+    let config = load_with(text, &[]).unwrap();
+    let culler = &config.hub.services["jupyterhub-idle-culler"];
+    assert_eq!(culler.api_token.as_deref(), Some("0123456789abcdef"));
+    assert!(!culler.admin);
+    assert_eq!(config.hub.load_roles["jupyterhub-idle-culler"].scopes.len(), 4);
+
+    let text = "\
+hub:
+  services:
+    culler:
+      apiToken: short
+      name: other
+  loadRoles:
+    culler:
+      services: [culer]
+";
+    assert_eq!(
+        errors(text),
+        [
+            "wasmhub.yaml:4:17: hub.services.culler.apiToken: must be at least 8 characters",
+            "wasmhub.yaml:5:13: hub.services.culler.name: must equal the key `culler` (or be left out)",
+            "wasmhub.yaml:8:18: hub.loadRoles.culler.services[0]: no service `culer` in hub.services",
+        ]
+    );
+}

@@ -16,6 +16,7 @@ pub(crate) fn validate(config: &Config, ctx: &mut Ctx) {
     validate_authenticator(config, ctx);
     validate_storage_and_tls(config, ctx);
     validate_cull(config, ctx);
+    validate_services_and_roles(config, ctx);
 }
 
 fn invalid(ctx: &mut Ctx, path: &str, message: impl Into<String>) {
@@ -207,6 +208,35 @@ fn validate_cull(config: &Config, ctx: &mut Ctx) {
         }
         if cull.concurrency == 0 {
             invalid(ctx, "cull.concurrency", "must be at least 1");
+        }
+    }
+}
+
+fn validate_services_and_roles(config: &Config, ctx: &mut Ctx) {
+    for (name, service) in &config.hub.services {
+        let path = format!("hub.services.{name}");
+        if let Some(given) = &service.name
+            && given != name
+        {
+            invalid(ctx, &format!("{path}.name"), format!("must equal the key `{name}` (or be left out)"));
+        }
+        if let Some(token) = &service.api_token
+            && token.chars().count() < 8
+        {
+            invalid(ctx, &format!("{path}.apiToken"), "must be at least 8 characters");
+        }
+    }
+    for (name, role) in &config.hub.load_roles {
+        let path = format!("hub.loadRoles.{name}");
+        if let Some(given) = &role.name
+            && given != name
+        {
+            invalid(ctx, &format!("{path}.name"), format!("must equal the key `{name}` (or be left out)"));
+        }
+        for (index, service) in role.services.iter().enumerate() {
+            if !config.hub.services.contains_key(service) {
+                invalid(ctx, &format!("{path}.services[{index}]"), format!("no service `{service}` in hub.services"));
+            }
         }
     }
 }

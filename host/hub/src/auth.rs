@@ -1,6 +1,7 @@
 //! Who is calling: the `Authorization: token|bearer <t>` header resolved to a stored token, its owner, and the
 //! token's effective scopes (its own scopes, `inherit` resolved, intersected with the owner's current scopes, plus
-//! the identify scopes), as JupyterHub's `get_current_user_token` and `get_scopes_for` compute them.
+//! the identify scopes), as JupyterHub's `get_current_user_token` and `get_scopes_for` compute them. Without a
+//! token header, the browser's login cookie is tried under JupyterHub's XSRF rules (`session.rs`).
 
 use std::collections::HashMap;
 
@@ -25,11 +26,27 @@ pub(crate) struct Caller {
     pub(crate) scopes: ScopeSet,
     /// An admin user or admin service, which alone may grant admin.
     pub(crate) admin: bool,
+    /// How the caller authenticated, for `GET /hub/api/user`'s `token_id` and `session_id`.
+    pub(crate) credential: Credential,
+}
+
+/// The credential a request authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    None,
+    Token {
+        id: wasmhub_model::TokenId,
+        session_id: Option<String>,
+    },
+    /// The browser's login cookie (`session.rs`), with its `jupyterhub-session-id`.
+    Cookie {
+        session_id: String,
+    },
 }
 
 impl Caller {
-    fn anonymous() -> Caller {
-        Caller { owner: None, scopes: ScopeSet::default(), admin: false }
+    pub(crate) fn anonymous() -> Caller {
+        Caller { owner: None, scopes: ScopeSet::default(), admin: false, credential: Credential::None }
     }
 
     fn denial_error(&self, names: &[&str], denial: Denial) -> ApiError {
@@ -87,7 +104,8 @@ impl FromRequestParts<Hub> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, hub: &Hub) -> Result<Caller, ApiError> {
         let Some(presented) = presented_token(parts) else {
-            return Ok(Caller::anonymous());
+            // Browsers (the admin panel, JupyterLab's hub extension) authenticate with the login cookie.
+            return crate::session::cookie_caller(parts, hub).await;
         };
         let token = match hub.store().find_api_token(presented).await {
             Ok(token) => token,
@@ -122,7 +140,8 @@ async fn caller_for_token(hub: &Hub, token: &ApiToken) -> Result<Caller, ApiErro
     };
     let (owner_scopes, admin) = owner_scopes(hub, &owner).await?;
     let scopes = token_scopes(hub, &token.scopes, &owner, &owner_scopes).await?;
-    Ok(Caller { owner: Some(owner), scopes, admin })
+    let credential = Credential::Token { id: token.id, session_id: token.session_id.clone() };
+    Ok(Caller { owner: Some(owner), scopes, admin, credential })
 }
 
 /// What a token with `raw` scopes may do: intersected with its owner's scopes, plus the identify scopes.

@@ -5,11 +5,27 @@
 //! only in this crate: handlers turn store records into JupyterHub's models by hand (`models.rs`).
 
 mod auth;
+mod authenticator;
+mod browser;
+mod culler;
 mod error;
+mod groups;
+mod identity;
+mod login;
+mod metrics;
 mod models;
+mod oauth;
+mod openapi;
+mod pages;
+mod progress;
+mod proxy_api;
 mod query;
 mod scopes;
 mod servers;
+mod services;
+mod session;
+mod shutdown;
+mod supervision;
 mod tokens;
 mod users;
 
@@ -33,6 +49,15 @@ use wasmhub_store::Store;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, error_response};
+
+pub use authenticator::{
+    Authenticator, AuthenticatorConfigError, DummyAuthenticator, LoginForm, SharedPasswordAuthenticator,
+    VerifiedIdentity,
+};
+pub use culler::{CullSweep, CullerConfig};
+pub use shutdown::ShutdownRequest;
+pub use supervision::AdoptionReport;
+pub use wasmhub_policy::native::AuthSettings;
 
 /// The version the API reports. It must be PEP 440 and of JupyterHub's major version, or single-user servers
 /// exit or warn (`hub-contract.md` §9.2).
@@ -61,6 +86,29 @@ pub struct HubConfig {
     /// Spawner and authenticator names for `/hub/api/info`.
     pub spawner_class: String,
     pub authenticator_class: String,
+    /// Most spawns in progress at once; more wait their turn (`hub.concurrentSpawnLimit`).
+    pub concurrent_spawn_limit: usize,
+    /// `Spawner.default_url` (`JUPYTERHUB_DEFAULT_URL`), e.g. `/lab`.
+    pub default_url: Option<String>,
+    /// `Spawner.notebook_dir` (`JUPYTERHUB_ROOT_DIR`).
+    pub notebook_dir: Option<String>,
+    /// `Spawner.environment` and `singleuser.extraEnv`: set in every server.
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// JupyterHub's login rules (allowed, blocked and admin users, normalisation), decided natively when no policy
+    /// host is set with [`Hub::with_policy`]; also the rules `allow_existing_users` re-checks names against.
+    pub auth: AuthSettings,
+    /// `Authenticator.allow_existing_users`: users already in the database may log in.
+    pub allow_existing_users: bool,
+    /// Adds `Secure` to the hub's cookies (an https public URL).
+    pub cookie_secure: bool,
+    /// `cookie_max_age_days`: how long a login lasts; also OAuth tokens' `expires_in` (`oauth_token_expires_in`).
+    pub cookie_max_age: Duration,
+    /// `JupyterHub.redirect_to_server`: after login without `next`, go to the user's server (spawning it).
+    pub redirect_to_server: bool,
+    /// `JupyterHub.default_url`: where a login without `next` goes, before `redirect_to_server` applies.
+    pub hub_default_url: Option<String>,
+    /// `JupyterHub.authenticate_prometheus`: scraping `/hub/metrics` needs `read:metrics`.
+    pub authenticate_prometheus: bool,
 }
 
 impl Default for HubConfig {
@@ -77,6 +125,17 @@ impl Default for HubConfig {
             page_max_limit: 200,
             spawner_class: "wasmhub.LocalProcessSpawner".into(),
             authenticator_class: "wasmhub.SharedPasswordAuthenticator".into(),
+            concurrent_spawn_limit: 64,
+            default_url: None,
+            notebook_dir: None,
+            environment: std::collections::BTreeMap::new(),
+            auth: AuthSettings::default(),
+            allow_existing_users: false,
+            cookie_secure: false,
+            cookie_max_age: Duration::from_secs(14 * 24 * 3600),
+            redirect_to_server: true,
+            hub_default_url: None,
+            authenticate_prometheus: true,
         }
     }
 }
@@ -88,6 +147,18 @@ struct Inner {
     proxy: Proxy,
     /// The readiness probe's client; it never follows redirects, as JupyterHub's probe does not.
     probe: reqwest::Client,
+    /// One permit per spawn in progress (`concurrent_spawn_limit`).
+    spawn_slots: tokio::sync::Semaphore,
+    /// Checks the login form; the default (a shared password with no password set) lets nobody in.
+    authenticator: Arc<dyn Authenticator>,
+    /// The policy host whose auth hook decides logins; `None` decides with `HubConfig::auth` natively.
+    policy: Option<Arc<wasmhub_policy::PolicyHost>>,
+    /// Events of each server's latest spawn, for the progress streams.
+    progress: progress::Progress,
+    /// Cancelled once a shutdown is requested (`POST /shutdown`).
+    shutdown: shutdown::ShutdownSignal,
+    /// What `/hub/metrics` reports.
+    metrics: metrics::HubMetrics,
 }
 
 /// The hub's shared state. Cheap to clone.
@@ -103,7 +174,54 @@ impl Hub {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Hub { inner: Arc::new(Inner { config, store, spawner, proxy, probe }) }
+        let spawn_slots = tokio::sync::Semaphore::new(config.concurrent_spawn_limit.max(1));
+        let authenticator = Arc::new(SharedPasswordAuthenticator::no_passwords());
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                spawner,
+                proxy,
+                probe,
+                spawn_slots,
+                authenticator,
+                policy: None,
+                progress: progress::Progress::default(),
+                shutdown: shutdown::ShutdownSignal::default(),
+                metrics: metrics::HubMetrics::default(),
+            }),
+        }
+    }
+
+    /// Sets the login form's authenticator.
+    ///
+    /// # Panics
+    /// If the hub was already cloned: call it right after [`Hub::new`].
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Hub {
+        self.inner_mut().authenticator = authenticator;
+        self
+    }
+
+    /// Decides logins with the policy host's auth hook (its native defaults or a policy file) instead of
+    /// `HubConfig::auth`.
+    ///
+    /// # Panics
+    /// If the hub was already cloned: call it right after [`Hub::new`].
+    pub fn with_policy(mut self, policy: Arc<wasmhub_policy::PolicyHost>) -> Hub {
+        self.inner_mut().policy = Some(policy);
+        self
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("Hub::with_* must be called before the hub is cloned")
+    }
+
+    pub(crate) fn authenticator(&self) -> &dyn Authenticator {
+        self.inner.authenticator.as_ref()
+    }
+
+    pub(crate) fn policy(&self) -> Option<&Arc<wasmhub_policy::PolicyHost>> {
+        self.inner.policy.as_ref()
     }
 
     pub(crate) fn config(&self) -> &HubConfig {
@@ -130,6 +248,10 @@ impl Hub {
     pub(crate) fn probe_client(&self) -> &reqwest::Client {
         &self.inner.probe
     }
+
+    pub(crate) fn spawn_slots(&self) -> &tokio::sync::Semaphore {
+        &self.inner.spawn_slots
+    }
 }
 
 /// The hub's HTTP app: `/hub/api/...` and `/hub/health`.
@@ -139,6 +261,9 @@ pub fn router(hub: Hub) -> Router {
         .route("/info", get(info))
         .route("/health", get(health))
         .route("/users", get(users::list_users).post(users::create_users))
+        .route("/user", get(identity::get_self))
+        .route("/oauth2/authorize", get(oauth::authorize).post(oauth::authorize_confirmed))
+        .route("/oauth2/token", post(oauth::token))
         .route(
             "/users/{name}",
             get(users::get_user).post(users::create_user).patch(users::patch_user).delete(users::delete_user),
@@ -148,24 +273,50 @@ pub fn router(hub: Hub) -> Router {
         .route("/users/{name}/tokens/{token_id}", get(tokens::get_token).delete(tokens::delete_token))
         .route("/users/{name}/server", post(servers::start_default).delete(servers::stop_default))
         .route("/users/{name}/servers/{server_name}", post(servers::start_named).delete(servers::stop_named))
+        .route("/users/{name}/server/progress", get(progress::default_progress))
+        .route("/users/{name}/servers/{server_name}/progress", get(progress::named_progress))
+        .route("/groups", get(groups::list_groups).post(groups::create_groups))
+        .route("/groups/{name}", get(groups::get_group).post(groups::create_group_named).delete(groups::delete_group))
+        .route("/groups/{name}/users", post(groups::add_group_users).delete(groups::remove_group_users))
+        .route("/groups/{name}/properties", axum::routing::put(groups::put_group_properties))
+        .route("/services", get(services::list_services))
+        .route("/services/{name}", get(services::get_service))
+        .route("/proxy", get(proxy_api::get_routes).post(proxy_api::post_routes).patch(proxy_api::patch_proxy))
+        .route("/shutdown", post(shutdown::shutdown))
+        .route("/metrics", get(metrics::metrics))
+        .route("/_wasmhub/openapi.json", get(openapi::serve_document))
         .fallback(not_found);
     Router::new()
         // Nesting serves `/hub/api`; single-user servers probe it and the culler probes `/hub/api/`.
         .route("/hub/api/", get(version))
         .route("/hub/health", get(health))
+        .route("/hub/metrics", get(metrics::metrics))
         .nest("/hub/api", api)
-        .fallback(not_found)
+        .merge(browser::routes())
+        .fallback(outside_hub)
+        // Last, so it covers every route: tells the request metrics (and the OpenAPI test) which route answered.
+        .route_layer(middleware::from_fn(metrics::tag_route))
         .layer(middleware::from_fn(jupyterhub_headers))
+        .layer(middleware::from_fn_with_state(hub.clone(), metrics::record_requests))
         .with_state(hub)
 }
 
-/// Serves the hub on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves the hub on `listener` until `shutdown` resolves or a shutdown is requested through the API, then lets
+/// in-flight requests finish.
 pub async fn serve(
     hub: Hub,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(hub)).with_graceful_shutdown(shutdown).await
+    // `POST /shutdown` ends serving too, after its 202 went out.
+    let requested = hub.shutdown_requested();
+    let either = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = requested => {}
+        }
+    };
+    axum::serve(listener, router(hub)).with_graceful_shutdown(either).await
 }
 
 async fn version() -> Response {
@@ -196,6 +347,25 @@ async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
+/// JupyterHub's `PrefixRedirectHandler`: a request outside `/hub/` reached the hub because the proxy has no route
+/// for it (a stopped server's `/user/alice/...`), so it is sent to the same path under `/hub/`, where
+/// `/hub/user/...` answers with the "not running" page or starts the server.
+async fn outside_hub(uri: axum::extract::OriginalUri) -> Response {
+    let path = uri.path();
+    if path == "/hub" || path.starts_with("/hub/") {
+        return ApiError::not_found().into_response();
+    }
+    let mut location = format!("/hub{path}");
+    if let Some(query) = uri.query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    match HeaderValue::from_str(&location) {
+        Ok(value) => (StatusCode::FOUND, [(header::LOCATION, value)]).into_response(),
+        Err(_) => ApiError::not_found().into_response(),
+    }
+}
+
 /// A body-less answer, which JupyterHub sends as `text/plain`.
 pub(crate) fn empty(status: StatusCode) -> Response {
     let mut response = (status, Bytes::new()).into_response();
@@ -212,7 +382,13 @@ async fn jupyterhub_headers(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"));
-    if (response.status().is_client_error() || response.status().is_server_error()) && !is_json {
+    // Pages answer errors in HTML (the login form's 403, the not-running page's 424).
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if (response.status().is_client_error() || response.status().is_server_error()) && !is_json && !is_html {
         let status = response.status();
         let reason = status.canonical_reason().unwrap_or("Error");
         let allow = response.headers().get(header::ALLOW).cloned();

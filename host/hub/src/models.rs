@@ -3,7 +3,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
-use wasmhub_store::{ApiToken, HUB_OAUTH_CLIENT, Server, Timestamp, TokenOwner, User};
+use wasmhub_store::{ApiToken, Group, HUB_OAUTH_CLIENT, Server, Service, Timestamp, TokenOwner, User};
 
 use crate::scopes::{Resource, ScopeSet};
 
@@ -152,4 +152,63 @@ pub(crate) fn token_model(token: &ApiToken, scopes: Vec<String>) -> Value {
         TokenOwner::Service(service) => model["service"] = json!(service.as_str()),
     }
     model
+}
+
+/// Keeps the keys of `full` that some scope of `access` allows for `resource` (`_filter_model`).
+fn filtered(full: Value, access: &[(&str, &[&str])], scopes: &ScopeSet, resource: &Resource<'_>) -> Value {
+    let Value::Object(full) = full else { return full };
+    let keys: Vec<&str> = access
+        .iter()
+        .filter(|(scope, _)| scopes.allows(scope, resource))
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .collect();
+    Value::Object(full.into_iter().filter(|(key, _)| keys.contains(&key.as_str())).collect())
+}
+
+/// The group model (`group_model`), with the keys `scopes` may read.
+pub(crate) fn group_model(group: &Group, scopes: &ScopeSet) -> Value {
+    let properties = serde_json::from_str::<Value>(&group.properties).unwrap_or_else(|_| json!({}));
+    let full = json!({
+        "kind": "group",
+        "name": group.name.as_str(),
+        "roles": group.roles.iter().map(|role| role.as_str()).collect::<Vec<_>>(),
+        "users": group.users.iter().map(|user| user.as_str()).collect::<Vec<_>>(),
+        "properties": properties,
+    });
+    let access: [(&str, &[&str]); 3] = [
+        ("read:groups", &["kind", "name", "properties", "users"]),
+        ("read:groups:name", &["kind", "name"]),
+        ("read:roles:groups", &["kind", "name", "roles"]),
+    ];
+    filtered(full, &access, scopes, &Resource::Group { name: group.name.as_str() })
+}
+
+/// The service model (`service_model`). The store knows a service's name, admin flag and roles; what JupyterHub
+/// reads from a running `Service` object (URL, command, pid, info) is shown as JupyterHub shows it for a service
+/// without a process or URL.
+pub(crate) fn service_model(service: &Service, scopes: &ScopeSet) -> Value {
+    let mut roles: Vec<String> = service.roles.iter().map(|role| role.to_string()).collect();
+    if service.admin {
+        roles.push("admin".into());
+    }
+    roles.sort();
+    roles.dedup();
+    let full = json!({
+        "kind": "service",
+        "name": service.name.as_str(),
+        "roles": roles,
+        "admin": service.admin,
+        "url": "",
+        "prefix": "",
+        "command": [],
+        "pid": 0,
+        "info": {},
+        "display": true,
+    });
+    let access: [(&str, &[&str]); 3] = [
+        ("read:services", &["kind", "name", "admin", "url", "prefix", "command", "pid", "info", "display"]),
+        ("read:services:name", &["kind", "name", "admin"]),
+        ("read:roles:services", &["kind", "name", "roles", "admin"]),
+    ];
+    filtered(full, &access, scopes, &Resource::Service { name: service.name.as_str() })
 }

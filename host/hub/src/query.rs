@@ -93,10 +93,12 @@ impl Pagination {
         Ok(Pagination { offset, limit, paginated })
     }
 
-    /// The response body: a plain list, or `{items, _pagination}` with an absolute `next.url`.
-    pub(crate) fn respond(&self, items: Vec<Value>, total: u64, uri: &Uri, headers: &HeaderMap) -> Value {
+    /// The response body: the items as they are (a list, or a dict for `/proxy`), or `{items, _pagination}` with
+    /// an absolute `next.url`.
+    pub(crate) fn respond(&self, items: impl Into<Value>, total: u64, uri: &Uri, headers: &HeaderMap) -> Value {
+        let items: Value = items.into();
         if !self.paginated {
-            return Value::Array(items);
+            return items;
         }
         let next_offset = self.offset + self.limit;
         let next = if next_offset < total {

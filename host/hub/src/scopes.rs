@@ -54,11 +54,14 @@ pub(crate) enum Owner {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ScopeSet(BTreeMap<String, Grant>);
 
-/// What a request is about, for matching filters.
+/// What a request is about, for matching filters. A group matches `!group=` filters on its own name, a service
+/// `!service=` filters.
 #[derive(Debug, Clone)]
 pub(crate) enum Resource<'a> {
     User { name: &'a str, groups: &'a [String] },
     Server { user: &'a str, server: &'a str, groups: &'a [String] },
+    Group { name: &'a str },
+    Service { name: &'a str },
 }
 
 /// Why a check failed; the edge turns these into JupyterHub's 403 and 404.
@@ -328,6 +331,8 @@ fn matches_resource(filter: &Filter, resource: &Resource<'_>) -> bool {
         (Filter::Group(group), Resource::User { groups, .. } | Resource::Server { groups, .. }) => {
             groups.iter().any(|name| name == group)
         }
+        (Filter::Group(group), Resource::Group { name }) => group == name,
+        (Filter::Service(service), Resource::Service { name }) => service == name,
         _ => false,
     }
 }

@@ -18,7 +18,9 @@ use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, NewOAuthClient, Server, Serve
 
 use crate::auth::Caller;
 use crate::error::{ApiError, parse_json_body};
+use crate::metrics::{self, SpawnStatus};
 use crate::models::server_prefix;
+use crate::progress::ProgressEvent;
 use crate::scopes::Resource;
 use crate::users::{find_user, group_names};
 use crate::{Hub, empty};
@@ -34,13 +36,15 @@ pub(crate) enum LifecycleError {
     StartTimeout(Duration),
     #[error("the server at {0} did not answer within {1:?}")]
     NotReady(String, Duration),
+    #[error("the server exited before it answered (exit code {0:?}); its log says why")]
+    Exited(Option<i32>),
     #[error("adding the proxy route: {0}")]
     Route(#[from] wasmhub_proxy::RouteError),
 }
 
 /// The proxy route of a server. The proxy matches percent-decoded request paths, so the key holds the names as
 /// they are, while URLs shown to clients quote them (`models::server_prefix`).
-fn route_path(base_url: &str, user: &str, server: &str) -> String {
+pub(crate) fn route_path(base_url: &str, user: &str, server: &str) -> String {
     if server.is_empty() { format!("{base_url}user/{user}/") } else { format!("{base_url}user/{user}/{server}/") }
 }
 
@@ -85,7 +89,7 @@ pub(crate) async fn stop_named(
     stop(hub, caller, name, server_name, body, true).await
 }
 
-async fn start(
+pub(crate) async fn start(
     hub: Hub,
     caller: Caller,
     name: String,
@@ -124,7 +128,10 @@ async fn start(
     match server.state {
         SpawnState::Running => return Err(ApiError::bad_request(format!("{log} is already running"))),
         SpawnState::Stopping => return Err(ApiError::bad_request(format!("{log} is pending stop"))),
-        SpawnState::Requested | SpawnState::Starting => return Ok(empty(StatusCode::ACCEPTED)),
+        SpawnState::Requested | SpawnState::Starting => {
+            hub.metrics().observe_spawn(SpawnStatus::AlreadyPending, Duration::ZERO);
+            return Ok(empty(StatusCode::ACCEPTED));
+        }
         SpawnState::Stopped | SpawnState::Failed => {}
     }
     let request = ServerUpdate { state: Some(SpawnState::Requested), user_options, ..ServerUpdate::default() };
@@ -136,6 +143,7 @@ async fn start(
         }
         Err(other) => return Err(other.into()),
     };
+    hub.progress().begin(server.user.as_str(), server.name.as_str());
     let spawn = tokio::spawn(spawn_server(hub.clone(), server));
     match tokio::time::timeout(hub.config().slow_spawn_timeout, spawn).await {
         Ok(Ok(Ok(()))) => Ok(empty(StatusCode::CREATED)),
@@ -150,9 +158,21 @@ async fn start(
 
 /// Runs one spawn from `Requested` to `Running`, or to `Failed` with everything it made removed.
 async fn spawn_server(hub: Hub, server: Server) -> Result<(), LifecycleError> {
+    // Beyond `concurrent_spawn_limit` a spawn waits here, still `Requested`, instead of failing with 429 as
+    // JupyterHub does; the semaphore is never closed, so acquiring cannot fail.
+    let _slot = hub.spawn_slots().acquire().await.ok();
     let mut started_state: Option<SpawnerState> = None;
+    let spawn_started = std::time::Instant::now();
     let result = try_spawn(&hub, &server, &mut started_state).await;
+    // === progress and metrics: the last event of the spawn and how long it took ===
+    let (user, name) = (server.user.as_str(), server.name.as_str());
+    let (last_event, status) = match &result {
+        Ok(()) => (ProgressEvent::ready(&server_prefix(&hub.config().base_url, user, name)), SpawnStatus::Success),
+        Err(error) => (ProgressEvent::for_error(error), SpawnStatus::Failure),
+    };
+    hub.metrics().observe_spawn(status, spawn_started.elapsed());
     if let Err(error) = &result {
+        tracing::warn!(server = %log_name(server.user.as_str(), server.name.as_str()), %error, "spawn failed");
         if let Some(state) = &started_state
             && let Err(stop_error) = hub.spawner().stop(state).await
         {
@@ -168,6 +188,7 @@ async fn spawn_server(hub: Hub, server: Server) -> Result<(), LifecycleError> {
             tracing::error!(%store_error, "recording a failed spawn");
         }
     }
+    hub.progress().finish(user, name, last_event);
     result
 }
 
@@ -197,7 +218,9 @@ async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<Spawne
         api_token: api_token.as_str().to_owned(),
         hub_api_url: config.hub_api_url.clone(),
         base_url: config.base_url.clone(),
-        ..SingleUserContext::default()
+        default_url: config.default_url.clone(),
+        root_dir: config.notebook_dir.clone(),
+        extra: config.environment.clone(),
     };
     store
         .put_oauth_client(&NewOAuthClient {
@@ -222,6 +245,7 @@ async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<Spawne
     };
     store.update_server(&server.user, &server.name, &starting).await?;
     *started_state = Some(prepared.clone());
+    hub.progress().push(user, name, ProgressEvent::spawning());
     let started = tokio::time::timeout(config.start_timeout, hub.spawner().start(&request, &prepared))
         .await
         .map_err(|_| LifecycleError::StartTimeout(config.start_timeout))??;
@@ -232,14 +256,14 @@ async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<Spawne
         ..ServerUpdate::default()
     };
     store.update_server(&server.user, &server.name, &located).await?;
-    wait_up(hub, &format!("{}{prefix}api", started.url)).await?;
+    wait_up(hub, &format!("{}{prefix}api", started.url), &started.state).await?;
     let mut data = Map::new();
     data.insert("user".into(), json!(user));
     data.insert("server_name".into(), json!(name));
     data.insert("target".into(), json!(started.url));
     data.insert("jupyterhub".into(), json!(true));
     let route = route_path(&config.base_url, user, name);
-    hub.proxy().routes().add(&route, data).await?;
+    metrics::timed(metrics::proxy_add, hub, hub.proxy().routes().add(&route, data)).await?;
     let running = ServerUpdate { state: Some(SpawnState::Running), ..ServerUpdate::default() };
     if let Err(error) = store.update_server(&server.user, &server.name, &running).await {
         let _ = hub.proxy().routes().remove(&route).await;
@@ -249,8 +273,10 @@ async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<Spawne
 }
 
 /// JupyterHub's readiness probe: any answer below 500 means up; refused connections and 5xx are retried with
-/// backoff from 0.2 s, doubling to at most 5 s, for `http_timeout`.
-async fn wait_up(hub: &Hub, url: &str) -> Result<(), LifecycleError> {
+/// backoff from 0.2 s, doubling to at most 5 s, for `http_timeout`. Between tries the spawner is asked whether
+/// the server still exists, so one that exits at start (a bad command, `--allow-root` missing) fails the spawn
+/// at once instead of after `http_timeout`.
+pub(crate) async fn wait_up(hub: &Hub, url: &str, state: &SpawnerState) -> Result<(), LifecycleError> {
     let timeout = hub.config().http_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(200);
@@ -259,6 +285,9 @@ async fn wait_up(hub: &Hub, url: &str) -> Result<(), LifecycleError> {
             && response.status().as_u16() < 500
         {
             return Ok(());
+        }
+        if let Ok(wasmhub_spawner::PollStatus::Exited { code }) = hub.spawner().poll(state).await {
+            return Err(LifecycleError::Exited(code));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -270,7 +299,7 @@ async fn wait_up(hub: &Hub, url: &str) -> Result<(), LifecycleError> {
 }
 
 /// Deletes the server's API token and OAuth client (`user.stop`), so each spawn gets new ones.
-async fn remove_credentials(hub: &Hub, user: &UserName, server_name: &str) {
+pub(crate) async fn remove_credentials(hub: &Hub, user: &UserName, server_name: &str) {
     let prefix = server_prefix(&hub.config().base_url, user.as_str(), server_name);
     let note = format!("Server at {prefix}");
     match hub.store().list_api_tokens(&TokenOwner::User(user.clone())).await {
@@ -296,11 +325,15 @@ async fn remove_credentials(hub: &Hub, user: &UserName, server_name: &str) {
 
 /// Stops a running server: `Stopping` persisted, route removed, spawner stopped, credentials removed, `Stopped`.
 async fn stop_server(hub: Hub, server: Server, remove: bool) -> Result<(), LifecycleError> {
+    metrics::timed(metrics::stop, &hub.clone(), untimed_stop_server(hub, server, remove)).await
+}
+
+async fn untimed_stop_server(hub: Hub, server: Server, remove: bool) -> Result<(), LifecycleError> {
     let store = hub.store();
     let stopping = ServerUpdate { state: Some(SpawnState::Stopping), ..ServerUpdate::default() };
     store.update_server(&server.user, &server.name, &stopping).await?;
     let route = route_path(&hub.config().base_url, server.user.as_str(), server.name.as_str());
-    if let Err(error) = hub.proxy().routes().remove(&route).await {
+    if let Err(error) = metrics::timed(metrics::proxy_delete, &hub, hub.proxy().routes().remove(&route)).await {
         tracing::warn!(%error, "removing a server's route");
     }
     let stopped = hub.spawner().stop(&SpawnerState(server.spawner_state.clone())).await;
@@ -321,6 +354,15 @@ async fn stop_server(hub: Hub, server: Server, remove: bool) -> Result<(), Lifec
         store.delete_server(&server.user, &server.name).await?;
     }
     Ok(())
+}
+
+/// For the built-in culler: stops a running server (or puts a failed one at rest) and waits; a server in the
+/// middle of a spawn or stop is left alone.
+pub(crate) async fn stop_for_culler(hub: &Hub, server: Server, remove: bool) -> Result<(), LifecycleError> {
+    match server.state {
+        SpawnState::Running => stop_server(hub.clone(), server, remove).await,
+        _ => Ok(()),
+    }
 }
 
 /// For deleting a user: stops an active server and waits, or refuses as JupyterHub does.

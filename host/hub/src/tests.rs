@@ -18,22 +18,22 @@ use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, SqliteStore, Store, TokenOwne
 use crate::{Hub, HubConfig, router};
 
 /// A stand-in single-user server: it serves HTTP where `JUPYTERHUB_SERVICE_URL` says.
-const SERVER: &str = r#"
+pub(crate) const SERVER: &str = r#"
 import http.server, os, urllib.parse
 url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
 http.server.HTTPServer((url.hostname, url.port), http.server.SimpleHTTPRequestHandler).serve_forever()
 "#;
 
-struct TestHub {
-    app: Router,
-    store: Arc<SqliteStore>,
-    proxy: Proxy,
-    hub: Hub,
-    admin_token: String,
-    _dir: tempfile::TempDir,
+pub(crate) struct TestHub {
+    pub(crate) app: Router,
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) proxy: Proxy,
+    pub(crate) hub: Hub,
+    pub(crate) admin_token: String,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
-async fn test_hub() -> TestHub {
+pub(crate) async fn test_hub() -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
     let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
@@ -49,7 +49,7 @@ async fn test_hub() -> TestHub {
     TestHub { app: router(hub.clone()), store, proxy, hub, admin_token, _dir: dir }
 }
 
-async fn user_with_token(store: &SqliteStore, name: &str, admin: bool, scopes: &[&str]) -> String {
+pub(crate) async fn user_with_token(store: &SqliteStore, name: &str, admin: bool, scopes: &[&str]) -> String {
     let user = UserName::parse(name).unwrap();
     if store.get_user(&user).await.is_err() {
         store.create_user(&user, admin).await.unwrap();
@@ -67,20 +67,20 @@ async fn user_with_token(store: &SqliteStore, name: &str, admin: bool, scopes: &
     store.create_api_token(&new).await.unwrap().1.as_str().to_owned()
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {:?}", self.text))
     }
 
     /// Asserts JupyterHub's error shape with this status.
     #[track_caller]
-    fn assert_error(&self, status: u16) -> String {
+    pub(crate) fn assert_error(&self, status: u16) -> String {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         let body = self.json();
         assert_eq!(body["status"], json!(status), "body: {body}");
@@ -88,11 +88,11 @@ impl Answer {
     }
 }
 
-async fn call(app: &Router, method: Method, uri: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+pub(crate) async fn call(app: &Router, method: Method, uri: &str, token: Option<&str>, body: Option<&str>) -> Answer {
     call_with(app, method, uri, token, body, &[]).await
 }
 
-async fn call_with(
+pub(crate) async fn call_with(
     app: &Router,
     method: Method,
     uri: &str,
@@ -531,4 +531,92 @@ async fn a_slow_spawn_answers_202_and_a_second_request_202_too() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the background spawn never finished");
+}
+
+/// A hub process that restarts finds its servers in the store: live ones are routed again in a fresh proxy,
+/// dead ones put at rest, and routes of servers that no longer run removed.
+#[tokio::test]
+async fn a_restarted_hub_adopts_live_servers_and_cleans_up_dead_ones() {
+    let hub = test_hub().await;
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    let bob = user_with_token(&hub.store, "bob", false, &["inherit"]).await;
+    for (name, token) in [("alice", &alice), ("bob", &bob)] {
+        let started = call(&hub.app, Method::POST, &format!("/hub/api/users/{name}/server"), Some(token), None).await;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    }
+    let bob_server =
+        hub.store.get_server(&UserName::parse("bob").unwrap(), &ServerName::default_server()).await.unwrap();
+    // Bob's server dies while no hub watches it.
+    hub.hub.spawner_arc().stop(&wasmhub_spawner::SpawnerState(bob_server.spawner_state.clone())).await.unwrap();
+
+    // The new hub process: same store, a new spawner and an empty proxy holding one stale route.
+    let proxy = Proxy::new(ProxyConfig::default()).await.unwrap();
+    let mut stale = serde_json::Map::new();
+    stale.insert("target".into(), json!("http://127.0.0.1:9"));
+    stale.insert("user".into(), json!("carol"));
+    stale.insert("server_name".into(), json!(""));
+    stale.insert("jupyterhub".into(), json!(true));
+    proxy.routes().add("/user/carol/", stale).await.unwrap();
+    let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
+        cmd: vec!["python3".into(), "-c".into(), SERVER.into()],
+        log_dir: hub._dir.path().to_owned(),
+        term_timeout: Duration::from_millis(500),
+        ..LocalSpawnerConfig::default()
+    });
+    let restarted = Hub::new(hub.hub.config().clone(), hub.store.clone(), Arc::new(spawner), proxy.clone());
+    let report = restarted.adopt_servers().await.unwrap();
+    assert_eq!(report.adopted, vec!["alice".to_owned()]);
+    assert_eq!(report.cleaned_up, vec!["bob".to_owned()]);
+    assert_eq!(report.stray_routes_removed, vec!["/user/carol".to_owned()]);
+
+    let route = proxy.routes().table().get("/user/alice/").expect("alice is routed again");
+    let url = format!("{}/user/alice/api", route.target().as_str());
+    assert!(reqwest::get(&url).await.unwrap().status().as_u16() < 500, "alice's server answers through {url}");
+    assert!(proxy.routes().table().get("/user/bob/").is_none());
+    let app = router(restarted.clone());
+    let model = call(&app, Method::GET, "/hub/api/users/alice", Some(&alice), None).await.json();
+    assert_eq!(model["servers"][""]["ready"], true);
+    let model = call(&app, Method::GET, "/hub/api/users/bob", Some(&bob), None).await.json();
+    assert_eq!(model["servers"], json!({}));
+    // Bob can start again; a second adoption changes nothing.
+    let again = call(&app, Method::POST, "/hub/api/users/bob/server", Some(&bob), None).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let report = restarted.adopt_servers().await.unwrap();
+    assert_eq!(report.adopted, vec!["alice".to_owned(), "bob".to_owned()]);
+    assert!(report.cleaned_up.is_empty() && report.stray_routes_removed.is_empty());
+    for name in ["alice", "bob"] {
+        let token = if name == "alice" { &alice } else { &bob };
+        let stopped = call(&app, Method::DELETE, &format!("/hub/api/users/{name}/server"), Some(token), None).await;
+        assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+    }
+}
+
+/// Past `concurrent_spawn_limit`, spawns wait for a slot instead of failing.
+#[tokio::test]
+async fn spawns_beyond_the_limit_queue_and_all_succeed() {
+    let hub = test_hub().await;
+    let limited = HubConfig { concurrent_spawn_limit: 1, ..hub.hub.config().clone() };
+    let app = router(Hub::new(limited, hub.store.clone(), hub.hub.spawner_arc(), hub.proxy.clone()));
+    let mut tokens = Vec::new();
+    for name in ["u1", "u2", "u3"] {
+        tokens.push((name, user_with_token(&hub.store, name, false, &["inherit"]).await));
+    }
+    let starts = tokens.iter().map(|(name, token)| {
+        let app = app.clone();
+        async move { call(&app, Method::POST, &format!("/hub/api/users/{name}/server"), Some(token), None).await }
+    });
+    for answer in futures_util::future::join_all(starts).await {
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    }
+    // A server exiting on its own is noticed by the poll and loses its route.
+    let user = UserName::parse("u1").unwrap();
+    let server = hub.store.get_server(&user, &ServerName::default_server()).await.unwrap();
+    hub.hub.spawner_arc().stop(&wasmhub_spawner::SpawnerState(server.spawner_state.clone())).await.unwrap();
+    hub.hub.poll_running().await.unwrap();
+    assert!(hub.proxy.routes().table().get("/user/u1/").is_none());
+    assert_eq!(hub.store.get_server(&user, &ServerName::default_server()).await.unwrap().state, SpawnState::Stopped);
+    for (name, token) in &tokens[1..] {
+        let stopped = call(&app, Method::DELETE, &format!("/hub/api/users/{name}/server"), Some(token), None).await;
+        assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+    }
 }

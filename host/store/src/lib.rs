@@ -1,5 +1,5 @@
-//! The hub's persistent state: users, groups, roles, services, API tokens, OAuth clients and codes, and servers
-//! with their spawn state machine, behind one [`Store`] trait.
+//! The hub's persistent state: users, groups, roles, services, API tokens, OAuth clients and codes, browser
+//! logins, and servers with their spawn state machine, behind one [`Store`] trait.
 //!
 //! Two implementations share one body of SQL (`sql_store.rs`): [`SqliteStore`] for one machine and
 //! [`PostgresStore`] for a cluster. Each owns its migrations (`migrations/sqlite`, `migrations/postgres`), embedded
@@ -80,7 +80,7 @@ pub trait Store: Send + Sync {
     async fn delete_api_token(&self, id: TokenId) -> StoreResult<()>;
     /// Logout: deletes every token bound to the browser session; returns how many.
     async fn delete_session_tokens(&self, session_id: &str) -> StoreResult<u64>;
-    /// Deletes expired tokens and authorization codes; returns how many.
+    /// Deletes expired tokens, authorization codes and logins; returns how many.
     async fn delete_expired(&self) -> StoreResult<u64>;
 
     // === OAuth ===
@@ -94,6 +94,20 @@ pub trait Store: Send + Sync {
     /// Consumes the code: it is returned once and deleted in the same statement, so two concurrent exchanges
     /// cannot both succeed. Unknown, expired, used or another client's codes are `NotFound`.
     async fn take_oauth_code(&self, client_id: &str, code: &str) -> StoreResult<OAuthCode>;
+
+    // === browser logins ===
+    /// Stores a login for `user` bound to the browser's `session_id` and returns the cookie value, which is not
+    /// kept anywhere.
+    async fn create_login_session(
+        &self,
+        user: &UserName,
+        session_id: &str,
+        expires_at: Timestamp,
+    ) -> StoreResult<(LoginSession, PlainToken)>;
+    /// The unexpired login whose hash matches the presented cookie value, compared in constant time.
+    async fn find_login_session(&self, presented: &str) -> StoreResult<LoginSession>;
+    /// Logout: deletes the logins of the browser session; returns how many.
+    async fn delete_login_sessions(&self, session_id: &str) -> StoreResult<u64>;
 
     // === servers ===
     /// A new server at rest (`Stopped`).

@@ -34,13 +34,22 @@ impl PostgresStore {
 /// The migrations in `migrations/postgres`, embedded in the binary. Never edit one that was released: add a new
 /// file and a line here.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "login sessions".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0002_login_sessions.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 // `COLLATE "C"` sorts names by bytes, as SQLite's default BINARY collation does, whatever the database's locale.

@@ -212,6 +212,17 @@ pub struct OAuthCode {
     pub expires_at: Timestamp,
 }
 
+/// A browser logged in to the hub: the `jupyterhub-hub-login` cookie's value is a generated token whose hash is
+/// kept with this record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSession {
+    pub user: UserName,
+    /// The browser's `jupyterhub-session-id`; OAuth codes and tokens issued to this browser carry it too.
+    pub session_id: String,
+    pub created: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     pub user: UserName,

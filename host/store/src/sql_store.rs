@@ -22,7 +22,7 @@ macro_rules! sql_store {
         };
         use crate::error::conflict_on_unique;
         use crate::{
-            ApiToken, Group, NewApiToken, NewOAuthClient, NewOAuthCode, OAuthClient, OAuthCode, Page, PageRequest,
+            ApiToken, Group, LoginSession, NewApiToken, NewOAuthClient, NewOAuthCode, OAuthClient, OAuthCode, Page, PageRequest,
             Role, RoleHolder, Server, ServerUpdate, Service, Store, StoreError, StoreResult, Timestamp, TokenOwner,
             User, UserChange, UserQuery, UserSort, UserState, HUB_OAUTH_CLIENT,
         };
@@ -732,7 +732,12 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                Ok(tokens + codes)
+                let logins = sqlx::query("DELETE FROM login_sessions WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(tokens + codes + logins)
             }
 
             // === OAuth ===
@@ -853,6 +858,68 @@ macro_rules! sql_store {
                     code_challenge_method: row.try_get("code_challenge_method")?,
                     expires_at,
                 })
+            }
+
+            // === browser logins ===
+
+            async fn create_login_session(
+                &self,
+                user: &UserName,
+                session_id: &str,
+                expires_at: Timestamp,
+            ) -> StoreResult<(LoginSession, PlainToken)> {
+                let user_id = lookup_id(&self.pool, USER_ID, "user", user.as_str()).await?;
+                // A login cookie carries its own entropy, like a generated API token, so one hash round is enough.
+                let token = new_token(TokenKind::Api)?;
+                let created = now();
+                sqlx::query(
+                    "INSERT INTO login_sessions (user_id, prefix, hashed, session_id, created, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(user_id)
+                .bind(token.prefix())
+                .bind(hash_token(&token, TokenKind::Api)?)
+                .bind(session_id)
+                .bind(micros(created))
+                .bind(micros(expires_at))
+                .execute(&self.pool)
+                .await?;
+                let session =
+                    LoginSession { user: user.clone(), session_id: session_id.to_owned(), created, expires_at };
+                Ok((session, token))
+            }
+
+            async fn find_login_session(&self, presented: &str) -> StoreResult<LoginSession> {
+                let not_found = || StoreError::not_found("login", "(presented cookie)");
+                let token = PlainToken::parse(presented).map_err(|_| not_found())?;
+                let rows = sqlx::query(
+                    "SELECT u.name AS user_name, l.hashed, l.session_id, l.created, l.expires_at \
+                     FROM login_sessions l JOIN users u ON u.id = l.user_id \
+                     WHERE l.prefix = $1 AND l.expires_at >= $2",
+                )
+                .bind(token.prefix())
+                .bind(micros(now()))
+                .fetch_all(&self.pool)
+                .await?;
+                for row in &rows {
+                    if parse_hash(&row.try_get::<String, _>("hashed")?)?.matches(token.as_str()) {
+                        return Ok(LoginSession {
+                            user: name("username", row.try_get("user_name")?, UserName::parse)?,
+                            session_id: row.try_get("session_id")?,
+                            created: timestamp(row.try_get("created")?)?,
+                            expires_at: timestamp(row.try_get("expires_at")?)?,
+                        });
+                    }
+                }
+                Err(not_found())
+            }
+
+            async fn delete_login_sessions(&self, session_id: &str) -> StoreResult<u64> {
+                let result = sqlx::query("DELETE FROM login_sessions WHERE session_id = $1")
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(result.rows_affected())
             }
 
             // === servers ===

@@ -52,13 +52,22 @@ impl SqliteStore {
 /// The migrations in `migrations/sqlite`, embedded in the binary. Never edit one that was released: add a new
 /// file and a line here.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "login sessions".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0002_login_sessions.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 crate::sql_store::sql_store!(SqliteStore, sqlx::Sqlite, case_insensitive_like = "LIKE", byte_order = "");

@@ -376,6 +376,28 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     assert!(store.find_api_token(next_server_token.as_str()).await.is_ok());
     assert_eq!(store.delete_session_tokens("session-1").await.unwrap(), 0);
 
+    // === browser logins ===
+    let next_week = Utc::now() + Duration::days(7);
+    let (login, cookie) = store.create_login_session(&alice, "session-3", next_week).await.unwrap();
+    plaintexts.push(cookie.clone());
+    assert_eq!((&login.user, login.session_id.as_str()), (&alice, "session-3"));
+    let found = store.find_login_session(cookie.as_str()).await.unwrap();
+    assert_eq!((&found.user, found.session_id.as_str()), (&alice, "session-3"));
+    assert_eq!(found.expires_at.timestamp_micros(), next_week.timestamp_micros());
+    assert_not_found(store.find_login_session("not-a-cookie").await);
+    assert_not_found(store.find_login_session(browser_token.as_str()).await);
+    assert_not_found(store.create_login_session(&nobody, "session-3", next_week).await);
+    let (_, stale_login) =
+        store.create_login_session(&alice, "session-4", Utc::now() - Duration::seconds(1)).await.unwrap();
+    plaintexts.push(stale_login.clone());
+    assert_not_found(store.find_login_session(stale_login.as_str()).await);
+    assert!(store.delete_expired().await.unwrap() >= 1);
+    assert_eq!(store.delete_login_sessions("session-4").await.unwrap(), 0);
+    assert_eq!(store.delete_login_sessions("session-3").await.unwrap(), 1);
+    assert_not_found(store.find_login_session(cookie.as_str()).await);
+    let (_, kept_login) = store.create_login_session(&alice, "session-5", next_week).await.unwrap();
+    plaintexts.push(kept_login.clone());
+
     // === servers ===
     let default_server = server("");
     let fresh = store.create_server(&alice, &default_server, r#"{"profile": "small"}"#).await.unwrap();
@@ -486,6 +508,7 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     store.delete_user(&alice).await.unwrap();
     assert_not_found(store.get_user(&alice).await);
     assert_not_found(store.find_api_token(next_server_token.as_str()).await);
+    assert_not_found(store.find_login_session(kept_login.as_str()).await);
     assert_not_found(store.get_server(&alice, &default_server).await);
     assert!(store.get_group(&staff).await.unwrap().users.is_empty());
     assert!(store.get_role(&reader).await.unwrap().users.is_empty());

@@ -1,0 +1,197 @@
+//! Runs `wasmhub serve` from a generated config file in a temporary folder, with an admin service token for the
+//! test, the real `jupyterhub-singleuser` of a peer venv, and fixed ports so a restarted hub is found where the
+//! previous one was.
+//!
+//! Single-user servers run in their own process groups and outlive a killed hub on purpose (adoption). So that a
+//! failing test still leaks nothing, every process whose working directory is inside the test's folder (the hub
+//! starts servers there) is killed when the harness drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{ChildGuard, free_port, venv_bin, wasmhub_bin};
+
+/// The token of the `test-admin` service every harness hub has.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// A `wasmhub serve` process and its folder.
+pub struct RunningHub {
+    pub public_port: u16,
+    pub hub_port: u16,
+    pub proxy_api_port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    starts: u32,
+    child: Option<ChildGuard>,
+}
+
+/// What a test adds to the generated config, as YAML placed under the top-level keys.
+#[derive(Default, Clone)]
+pub struct HubOptions {
+    /// Peer venv name for `jupyterhub-singleuser` (`jh5`, `jh6`).
+    pub venv: &'static str,
+    /// Extra keys under `hub.config` (YAML, indented by four spaces).
+    pub hub_config: String,
+    /// More services under `hub.services` (YAML, indented by four spaces).
+    pub services: String,
+    /// Extra keys under `hub` (YAML, indented by two spaces), e.g. `loadRoles`.
+    pub hub_extra: String,
+    /// Extra top-level sections (YAML), e.g. `cull:`.
+    pub top_level: String,
+}
+
+impl RunningHub {
+    /// Writes the config and starts the hub; returns once `/hub/api` answers through the proxy.
+    pub fn start(options: HubOptions) -> RunningHub {
+        let dir = tempfile::Builder::new().prefix("wasmhub-hub-test").tempdir().expect("tempdir");
+        let venv = venv_bin(if options.venv.is_empty() { "jh5" } else { options.venv });
+        let python_env = venv.parent().expect("venv/bin has a parent").to_owned();
+        let (public_port, hub_port, proxy_api_port) = (free_port(), free_port(), free_port());
+        let path_str = |path: &Path| path.to_str().expect("UTF-8 temp path").to_owned();
+        let config = format!(
+            r#"hub:
+  db:
+    url: "sqlite://{db}"
+  services:
+    test-admin:
+      apiToken: "{ADMIN_TOKEN}"
+      admin: true
+{services}
+{hub_extra}
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+{hub_config}
+cull:
+  enabled: false
+wasmhub:
+  listen:
+    proxy: "127.0.0.1:{public_port}"
+    proxyApi: "127.0.0.1:{proxy_api_port}"
+    hub: "127.0.0.1:{hub_port}"
+  local:
+    pythonEnv: "{python_env}"
+    logDir: "{logs}"
+    stopTimeout: 5
+{top_level}
+"#,
+            db = path_str(&dir.path().join("hub.sqlite")),
+            services = options.services,
+            hub_extra = options.hub_extra,
+            hub_config = options.hub_config,
+            python_env = path_str(&python_env),
+            logs = path_str(&dir.path().join("logs")),
+            top_level = options.top_level,
+        );
+        let config_path = dir.path().join("wasmhub.yaml");
+        std::fs::write(&config_path, config).expect("writing the config");
+        let mut hub = RunningHub { public_port, hub_port, proxy_api_port, dir, config_path, starts: 0, child: None };
+        hub.launch();
+        hub
+    }
+
+    fn launch(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("hub-{}.log", self.starts))).expect("hub log");
+        let mut command = Command::new(wasmhub_bin());
+        command
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info,wasmhub_hub=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        self.child = Some(ChildGuard::spawn("wasmhub serve", command));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = format!("{}/hub/api/", self.public_url());
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|child| child.child.try_wait().ok().flatten()) {
+                panic!("wasmhub serve exited with {status}:\n{}", self.log_tail());
+            }
+            if let Ok(output) =
+                Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output()
+                && output.stdout == b"200"
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the hub did not answer {url} within 60 s:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:<public port>`: the proxy, which browsers and API clients use.
+    pub fn public_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.public_port)
+    }
+
+    /// The REST API through the proxy.
+    pub fn api_url(&self) -> String {
+        format!("{}/hub/api", self.public_url())
+    }
+
+    /// SIGKILL to the hub process alone: its servers keep running, as after a crash.
+    pub fn kill_hub(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.child.kill();
+            let _ = child.child.wait();
+        }
+    }
+
+    /// Starts the hub again on the same folder, config and ports.
+    pub fn restart(&mut self) {
+        self.kill_hub();
+        self.launch();
+    }
+
+    /// Whether the hub process is still running; its log when not.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        match self.child.as_mut().map(|child| child.child.try_wait()) {
+            Some(Ok(None)) => Ok(()),
+            _ => Err(format!("the hub is not running:\n{}", self.log_tail())),
+        }
+    }
+
+    /// The last lines of the current hub log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.path().join(format!("hub-{}.log", self.starts))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// The log of one user's default server.
+    pub fn server_log(&self, user: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(format!("{user}.log"))).unwrap_or_default()
+    }
+
+    /// Pids of every process working inside the test folder (the servers this hub started).
+    pub fn server_pids(&self) -> Vec<i32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+        let own = self.child.as_ref().map(|child| child.pid());
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| Some(*pid) != own)
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(self.dir.path()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for RunningHub {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- wasmhub serve log (kept in {}) ---\n{}", self.dir.path().display(), self.log_tail());
+        }
+        self.kill_hub();
+        for pid in self.server_pids() {
+            let _ = Command::new("kill").args(["-s", "KILL", "--", &pid.to_string()]).status();
+        }
+        if std::thread::panicking() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            let _ = kept.keep();
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! A browser's whole path through `wasmhub serve` with the real `jupyterhub-singleuser` and JupyterLab, for
+//! JupyterHub 5.x and 6.x single-user servers: log in with the form, start the server with a cookie-authenticated
+//! API call, pass the server's OAuth flow, open `/user/alice/lab` and `/user/alice/api/contents` with cookies
+//! only, run `1+1` on a kernel over its WebSocket, see another user refused, see the server's activity post move
+//! `last_activity`, and stop: the route goes and the server's token stops working.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::cookie::{CookieStore, Jar};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
+
+const PASSWORD: &str = "shared-secret-password";
+
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    base: String,
+}
+
+impl Browser {
+    fn new(hub: &RunningHub) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Browser { client, jar, base: hub.public_url() }
+    }
+
+    fn cookie(&self, path: &str, name: &str) -> Option<String> {
+        let url = format!("{}{path}", self.base).parse().ok()?;
+        let header = self.jar.cookies(&url)?;
+        header.to_str().ok()?.split("; ").find_map(|pair| pair.strip_prefix(&format!("{name}=")).map(str::to_owned))
+    }
+
+    fn cookie_header(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.base).parse().expect("url");
+        self.jar.cookies(&url).and_then(|header| header.to_str().ok().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// The login form: GET for the `_xsrf` cookie, POST the credentials with it. Returns the final page.
+    async fn log_in(&self, user: &str) -> Result<reqwest::Response> {
+        let form = self.client.get(format!("{}/hub/login", self.base)).send().await?;
+        ensure!(form.status() == 200, "GET /hub/login: {}", form.status());
+        let xsrf = self.cookie("/hub/", "_xsrf").context("the login page set no _xsrf cookie")?;
+        let response = self
+            .client
+            .post(format!("{}/hub/login", self.base))
+            .form(&[("username", user), ("password", PASSWORD), ("_xsrf", &xsrf)])
+            .send()
+            .await?;
+        ensure!(response.status().is_success(), "logging in as {user}: {}", response.status());
+        ensure!(self.cookie("/hub/", "jupyterhub-hub-login").is_some(), "no login cookie after logging in as {user}");
+        Ok(response)
+    }
+
+    /// A cookie-authenticated hub API call, with the XSRF header JupyterLab's hub extension sends.
+    async fn hub_api(&self, method: reqwest::Method, path: &str) -> Result<(u16, Value)> {
+        let xsrf = self.cookie("/hub/", "_xsrf").unwrap_or_default();
+        let response = self
+            .client
+            .request(method, format!("{}/hub/api{path}", self.base))
+            .header("X-XSRFToken", xsrf)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+}
+
+async fn admin_api(hub: &RunningHub, method: reqwest::Method, path: &str) -> Result<(u16, Value)> {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", hub.api_url()))
+        .header("Authorization", format!("token {ADMIN_TOKEN}"))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+async fn browser_session_reaches_jupyterlab(venv: &'static str) -> Result<()> {
+    let mut hub = RunningHub::start(HubOptions {
+        venv,
+        hub_config: format!("    DummyAuthenticator:\n      password: {PASSWORD}\n"),
+        ..HubOptions::default()
+    });
+    let alice = Browser::new(&hub);
+    alice.log_in("alice").await?;
+
+    let (status, body) = alice.hub_api(reqwest::Method::POST, "/users/alice/server").await?;
+    ensure!(status == 201 || status == 202, "starting alice's server with cookies: {status} {body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        hub.check_alive().map_err(anyhow::Error::msg)?;
+        let (_, model) = alice.hub_api(reqwest::Method::GET, "/user").await?;
+        if model["servers"][""]["ready"] == json!(true) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("alice's server is not ready after 120 s: {model}\n{}\n{}", hub.log_tail(), hub.server_log("alice"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The OAuth flow: /user/alice/lab -> /hub/api/oauth2/authorize -> /user/alice/oauth_callback -> /user/alice/lab.
+    let lab = alice.client.get(format!("{}/user/alice/lab", alice.base)).send().await?;
+    let lab_url = lab.url().path().to_owned();
+    let lab_status = lab.status();
+    let lab_page = lab.text().await?;
+    ensure!(
+        lab_status == 200 && lab_url == "/user/alice/lab" && lab_page.contains("jupyter-config-data"),
+        "opening JupyterLab ended at {lab_url} with {lab_status}:\n{}\nserver log:\n{}",
+        &lab_page[..lab_page.len().min(600)],
+        hub.server_log("alice")
+    );
+    let contents = alice.client.get(format!("{}/user/alice/api/contents", alice.base)).send().await?;
+    ensure!(contents.status() == 200, "/user/alice/api/contents with cookies: {}", contents.status());
+    let contents: Value = contents.json().await?;
+    ensure!(contents["type"] == "directory", "contents: {contents}");
+
+    // A kernel, started and used with cookies and the server's own XSRF cookie.
+    let server_xsrf = alice.cookie("/user/alice/", "_xsrf").context("the server set no _xsrf cookie")?;
+    let kernel = alice
+        .client
+        .post(format!("{}/user/alice/api/kernels", alice.base))
+        .header("X-XSRFToken", &server_xsrf)
+        .json(&json!({ "name": "python3" }))
+        .send()
+        .await?;
+    ensure!(kernel.status() == 201, "starting a kernel: {} {}", kernel.status(), kernel.text().await?);
+    let kernel: Value = kernel.json().await?;
+    let kernel_id = kernel["id"].as_str().context("kernel id")?.to_owned();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        execute(&hub, &alice.cookie_header("/user/alice/api/"), &server_xsrf, &kernel_id, "1+1"),
+    )
+    .await
+    .context("no execute_result within 60 s")??;
+    ensure!(answer == "2", "1+1 gave {answer:?}");
+
+    // Bob is logged in to the hub but may not use alice's server: the hub refuses the OAuth authorization.
+    let bob = Browser::new(&hub);
+    bob.log_in("bob").await?;
+    let refused = bob.client.get(format!("{}/user/alice/lab", bob.base)).send().await?;
+    ensure!(refused.status() == 403, "bob opening alice's lab got {} at {}", refused.status(), refused.url());
+    let refused = bob.client.get(format!("{}/user/alice/api/contents", bob.base)).send().await?;
+    ensure!(refused.status() == 403, "bob reading alice's contents got {} at {}", refused.status(), refused.url());
+
+    // The server posts its activity to the hub when it starts and while it is used.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, model) = admin_api(&hub, reqwest::Method::GET, "/users/alice").await?;
+        if model["servers"][""]["last_activity"].is_string() {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the server's activity never reached the hub: {model}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Stopping: the route goes, and the server's hub token stops working.
+    let server_token = server_api_token(&hub, "alice").context("alice's server token")?;
+    let (status, _) = admin_api(&hub, reqwest::Method::GET, "/user").await?;
+    ensure!(status == 200, "the admin token itself works");
+    let with_server_token = reqwest::Client::new()
+        .get(format!("{}/user", hub.api_url()))
+        .header("Authorization", format!("token {server_token}"))
+        .send()
+        .await?;
+    ensure!(with_server_token.status() == 200, "the server's token before the stop: {}", with_server_token.status());
+    let (status, body) = alice.hub_api(reqwest::Method::DELETE, "/users/alice/server").await?;
+    ensure!(status == 204 || status == 202, "stopping with cookies: {status} {body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = reqwest::Client::new()
+            .get(format!("{}/user/alice/api/status", hub.public_url()))
+            .header("Authorization", format!("token {ADMIN_TOKEN}"))
+            .send()
+            .await?
+            .status();
+        if status == 424 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "after the stop /user/alice/api/status still gives {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let with_server_token = reqwest::Client::new()
+        .get(format!("{}/user", hub.api_url()))
+        .header("Authorization", format!("token {server_token}"))
+        .send()
+        .await?;
+    ensure!(with_server_token.status() == 403, "the server's token after the stop: {}", with_server_token.status());
+    Ok(())
+}
+
+/// `JUPYTERHUB_API_TOKEN` of the user's running server, read from its environment.
+fn server_api_token(hub: &RunningHub, user: &str) -> Option<String> {
+    hub.server_pids().into_iter().find_map(|pid| {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let variables: Vec<String> =
+            environ.split(|byte| *byte == 0).map(|entry| String::from_utf8_lossy(entry).into_owned()).collect();
+        if !variables.iter().any(|entry| entry == &format!("JUPYTERHUB_USER={user}")) {
+            return None;
+        }
+        variables.iter().find_map(|entry| entry.strip_prefix("JUPYTERHUB_API_TOKEN=").map(str::to_owned))
+    })
+}
+
+/// Runs `code` over the kernel's `channels` WebSocket with the browser's cookies, and returns the text result.
+async fn execute(hub: &RunningHub, cookies: &str, xsrf: &str, kernel_id: &str, code: &str) -> Result<String> {
+    let session = format!("{:x}", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    let url = format!(
+        "ws://127.0.0.1:{}/user/alice/api/kernels/{kernel_id}/channels?session_id={session}&_xsrf={xsrf}",
+        hub.public_port
+    );
+    let mut request = url.as_str().into_client_request()?;
+    request.headers_mut().insert("Cookie", cookies.parse()?);
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.context("kernel WebSocket handshake")?;
+    let msg_id = format!("{session}-1");
+    let execute = json!({
+        "header": { "msg_id": msg_id, "username": "alice", "session": session, "date": "2026-01-01T00:00:00.000Z",
+                    "msg_type": "execute_request", "version": "5.3" },
+        "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell",
+        "content": { "code": code, "silent": false, "store_history": false, "user_expressions": {},
+                     "allow_stdin": false, "stop_on_error": true },
+    });
+    socket.send(Message::Text(execute.to_string().into())).await?;
+    while let Some(message) = socket.next().await {
+        let Message::Text(text) = message? else { continue };
+        let message: Value = serde_json::from_str(text.as_str())?;
+        if message["parent_header"]["msg_id"] != json!(msg_id) {
+            continue;
+        }
+        match message["msg_type"].as_str() {
+            Some("execute_result") => {
+                return message["content"]["data"]["text/plain"].as_str().map(str::to_owned).context("no text/plain");
+            }
+            Some("error") => bail!("the kernel raised an error: {}", message["content"]),
+            _ => {}
+        }
+    }
+    bail!("the kernel WebSocket closed before the result")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_reaches_jupyterlab_with_a_jupyterhub_5_server() -> Result<()> {
+    browser_session_reaches_jupyterlab("jh5").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_reaches_jupyterlab_with_a_jupyterhub_6_server() -> Result<()> {
+    browser_session_reaches_jupyterlab("jh6").await
+}
