@@ -13,6 +13,18 @@ done
 
 stamp_ok() { [ -f "$1/.stamp" ] && [ "$(cat "$1/.stamp")" = "$2" ]; }
 
+# The page tests drive Debian's Chromium with playwright-core (which must never download a browser of its own).
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+browser_hash="$(cat "$here/../browser/package.json" "$here/../browser/package-lock.json" | sha256sum | cut -c1-16)"
+if ! stamp_ok "$peers/browser" "$browser_hash"; then
+  rm -rf "$peers/browser" && mkdir -p "$peers/browser"
+  cp "$here/../browser/package.json" "$here/../browser/package-lock.json" "$peers/browser/"
+  (cd "$peers/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  echo "$browser_hash" > "$peers/browser/.stamp"
+fi
+
 # configurable-http-proxy 5.3 from npm, pinned by the committed lockfile.
 chp_hash="$(cat "$here/package.json" "$here/package-lock.json" | sha256sum | cut -c1-16)"
 if ! stamp_ok "$peers/chp" "$chp_hash"; then

@@ -39,6 +39,8 @@ pub struct HubOptions {
     pub hub_extra: String,
     /// Extra top-level sections (YAML), e.g. `cull:`.
     pub top_level: String,
+    /// Extra keys under `wasmhub` (YAML, indented by two spaces), e.g. `policies:`.
+    pub wasmhub_extra: String,
 }
 
 impl RunningHub {
@@ -74,6 +76,7 @@ wasmhub:
     pythonEnv: "{python_env}"
     logDir: "{logs}"
     stopTimeout: 5
+{wasmhub_extra}
 {top_level}
 "#,
             db = path_str(&dir.path().join("hub.sqlite")),
@@ -83,6 +86,7 @@ wasmhub:
             python_env = path_str(&python_env),
             logs = path_str(&dir.path().join("logs")),
             top_level = options.top_level,
+            wasmhub_extra = options.wasmhub_extra,
         );
         let config_path = dir.path().join("wasmhub.yaml");
         std::fs::write(&config_path, config).expect("writing the config");

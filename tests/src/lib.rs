@@ -123,3 +123,30 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// `playwright-core` from npm, installed by `tests/peers/install.sh` (pinned in `tests/browser/package-lock.json`).
+pub fn playwright_core_dir() -> PathBuf {
+    require(peers_dir().join("browser/node_modules/playwright-core"), "playwright-core (npm)")
+}
+
+/// Debian's Chromium, which the page tests drive headless (`apt-get install chromium`, done by `install.sh`).
+pub fn chromium_bin() -> PathBuf {
+    let path = std::env::var_os("WASMHUB_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    require(path, "chromium (Debian package)")
+}
+
+/// Where tests leave files for people to look at (screenshots): `$WASMHUB_ARTIFACTS`, else
+/// `<cargo target dir>/test-artifacts`, plus `sub`. Created if missing.
+pub fn artifacts_dir(sub: &str) -> PathBuf {
+    let root = match std::env::var_os("WASMHUB_ARTIFACTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("current_exe");
+            // target/<profile>/deps/<test binary>
+            exe.ancestors().nth(3).expect("target/<profile>/deps").join("test-artifacts")
+        }
+    };
+    let dir = root.join(sub);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+    dir
+}

@@ -13,7 +13,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-use wasmhub_config::{AuthenticatorClass, Config, DbType};
+use wasmhub_config::{AuthenticatorClass, Config, DbType, SpawnerKind};
 use wasmhub_hub::{
     AuthSettings, Authenticator, CullerConfig, DummyAuthenticator, Hub, HubConfig, SharedPasswordAuthenticator,
 };
@@ -22,7 +22,7 @@ use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
 use wasmhub_proxy::server::Listeners;
 use wasmhub_proxy::{Proxy, ProxyConfig};
-use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig};
+use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig, NoopSpawner, Spawner};
 use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, PostgresStore, RoleHolder, SqliteStore, Store, TokenOwner};
 
 #[derive(Args, Debug)]
@@ -90,10 +90,17 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the built-in proxy")?;
 
-    let spawner = Arc::new(LocalProcessSpawner::new(local_spawner_config(&config)?));
+    let spawner = spawner(&config)?;
     let auth = auth_settings(&config);
     let policy = start_policy_host(&config, auth.clone()).await?;
-    let hub = Hub::new(hub_config(&config, hub_address, auth), store, spawner, proxy.clone())
+    let mut hub_settings = hub_config(&config, hub_address, auth);
+    // KubeSpawner's initialisation (slugs, defaults) once at start, so a malformed list stops the hub here.
+    let profile_list: Vec<serde_json::Value> =
+        config.singleuser.profile_list.iter().map(|profile| profile.to_json()).collect();
+    hub_settings.profiles = wasmhub_policy::hooks::initialize_profiles(&profile_list)
+        .map_err(|error| anyhow::anyhow!("singleuser.profileList: {error}"))?;
+    hub_settings.template_paths = config.hub.config.jupyterhub.template_paths.clone();
+    let hub = Hub::new(hub_settings, store, spawner, proxy.clone())
         .with_authenticator(authenticator(&config)?)
         .with_policy(policy.clone());
     let report = hub.adopt_servers().await.context("adopting servers from the previous run")?;
@@ -284,6 +291,19 @@ async fn ensure_user(store: &dyn Store, name: &str, admin: bool) -> anyhow::Resu
     Ok(user)
 }
 
+/// `wasmhub.spawner`: the local process spawner, or the no-op spawner that benchmarks use.
+fn spawner(config: &Config) -> anyhow::Result<Arc<dyn Spawner>> {
+    Ok(match config.wasmhub.spawner {
+        SpawnerKind::Local => Arc::new(LocalProcessSpawner::new(local_spawner_config(config)?)),
+        SpawnerKind::Noop => {
+            let url = config.wasmhub.noop.url.as_deref().context("wasmhub.noop.url is required with spawner: noop")?;
+            tracing::warn!(%url, "wasmhub.spawner is noop: servers are not started; for benchmarks and tests only");
+            Arc::new(NoopSpawner::new(url))
+        }
+        SpawnerKind::Kubernetes => bail!("wasmhub.spawner: kubernetes is not served by `wasmhub serve` yet"),
+    })
+}
+
 fn local_spawner_config(config: &Config) -> anyhow::Result<LocalSpawnerConfig> {
     let local = &config.wasmhub.local;
     let spawner = &config.hub.config.spawner;
@@ -414,7 +434,10 @@ fn hub_config(config: &Config, hub_address: SocketAddr, auth: AuthSettings) -> H
         default_url: spawner.default_url.clone().or_else(|| config.singleuser.default_url.clone()),
         notebook_dir: spawner.notebook_dir.clone(),
         environment,
-        spawner_class: "wasmhub.LocalProcessSpawner".to_owned(),
+        spawner_class: match config.wasmhub.spawner {
+            SpawnerKind::Noop => "wasmhub.NoopSpawner".to_owned(),
+            _ => "wasmhub.LocalProcessSpawner".to_owned(),
+        },
         authenticator_class: format!("{:?}", config.hub.config.jupyterhub.authenticator_class),
         allow_existing_users: config.auth_rules().allow_existing_users,
         auth,

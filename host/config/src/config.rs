@@ -168,6 +168,8 @@ section! {
         policies("policies"): Policies = Policies::default(),
         /// The local process spawner.
         local("local"): LocalSpawner = LocalSpawner::default(),
+        /// The no-op spawner (`spawner: noop`), for benchmarks and tests only.
+        noop("noop"): NoopSpawner = NoopSpawner::default(),
     }
 }
 
@@ -178,6 +180,8 @@ yaml_enum! {
         Local = "local",
         /// One pod per server.
         Kubernetes = "kubernetes",
+        /// For benchmarks and tests only: starts nothing and points every server at `wasmhub.noop.url`.
+        Noop = "noop",
     }
 }
 
@@ -198,6 +202,15 @@ section! {
     pub struct Policies {
         /// Folder of policy components, hot-loaded; null uses the built-in defaults (JupyterHub's behaviour).
         dir("dir"): Option<PathBuf> = None,
+    }
+}
+
+section! {
+    /// The no-op spawner, for benchmarks and tests only: it starts nothing, and every server is "running" at one
+    /// URL where an HTTP server must already answer (any status below 500), so the hub's own work is measured.
+    pub struct NoopSpawner {
+        /// Where every server is reached, `http://ip:port` without a path; required with `spawner: noop`.
+        url("url"): Option<String> = None,
     }
 }
 

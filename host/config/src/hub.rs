@@ -172,6 +172,9 @@ section! {
         cookie_max_age_days("cookie_max_age_days"): f64 = 14.0,
         /// Whether logging out also stops the user's servers.
         shutdown_on_logout("shutdown_on_logout"): bool = false,
+        /// Folders searched for page templates (`login.html`, `page.html`, ...) before the built-in ones; a
+        /// template may `{% extends "templates/page.html" %}` to change one block of the built-in page.
+        template_paths("template_paths"): Vec<std::path::PathBuf> = Vec::new(),
     }
 }
 

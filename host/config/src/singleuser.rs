@@ -228,6 +228,173 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// The entry in KubeSpawner's `profile_list` shape, as the profiles hook takes it
+    /// (`wasmhub_policy::hooks::initialize_profiles`). Unset keys are left out.
+    pub fn to_json(&self) -> Json {
+        let mut profile = JsonMap::new();
+        profile.insert("display_name".into(), self.display_name.clone().into());
+        if !self.description.is_empty() {
+            profile.insert("description".into(), self.description.clone().into());
+        }
+        if self.default {
+            profile.insert("default".into(), true.into());
+        }
+        if let Some(slug) = &self.slug {
+            profile.insert("slug".into(), slug.clone().into());
+        }
+        profile.insert("kubespawner_override".into(), self.kubespawner_override.to_json());
+        let mut options = JsonMap::new();
+        for (name, option) in &self.profile_options.0 {
+            let mut choices = JsonMap::new();
+            for (key, choice) in &option.choices.0 {
+                let mut entry = JsonMap::new();
+                entry.insert("display_name".into(), choice.display_name.clone().into());
+                if choice.default {
+                    entry.insert("default".into(), true.into());
+                }
+                entry.insert("kubespawner_override".into(), choice.kubespawner_override.to_json());
+                choices.insert(key.clone(), Json::Object(entry));
+            }
+            let unlisted = &option.unlisted_choice;
+            let mut unlisted_json = JsonMap::new();
+            unlisted_json.insert("enabled".into(), unlisted.enabled.into());
+            unlisted_json.insert("display_name".into(), unlisted.display_name.clone().into());
+            unlisted_json.insert("display_name_in_choices".into(), unlisted.display_name_in_choices.clone().into());
+            if let Some(regex) = &unlisted.validation_regex {
+                unlisted_json.insert("validation_regex".into(), regex.clone().into());
+            }
+            if let Some(message) = &unlisted.validation_message {
+                unlisted_json.insert("validation_message".into(), message.clone().into());
+            }
+            unlisted_json.insert("kubespawner_override".into(), unlisted.kubespawner_override.to_json());
+            let mut entry = JsonMap::new();
+            entry.insert("display_name".into(), option.display_name.clone().into());
+            entry.insert("choices".into(), Json::Object(choices));
+            entry.insert("unlisted_choice".into(), Json::Object(unlisted_json));
+            options.insert(name.clone(), Json::Object(entry));
+        }
+        if !options.is_empty() {
+            profile.insert("profile_options".into(), Json::Object(options));
+        }
+        Json::Object(profile)
+    }
+}
+
+/// A typed override value as KubeSpawner's JSON.
+trait OverrideJson {
+    fn override_json(&self) -> Json;
+}
+
+macro_rules! override_json_via_into {
+    ($($ty:ty),*) => {$(
+        impl OverrideJson for $ty {
+            fn override_json(&self) -> Json {
+                Json::from(self.clone())
+            }
+        }
+    )*};
+}
+override_json_via_into!(String, bool, u16, u32, u64, f64, Vec<String>, Vec<u32>, Json);
+
+impl OverrideJson for PullPolicy {
+    fn override_json(&self) -> Json {
+        self.as_str().into()
+    }
+}
+impl OverrideJson for Command {
+    fn override_json(&self) -> Json {
+        self.0.clone().into()
+    }
+}
+impl OverrideJson for ByteSize {
+    fn override_json(&self) -> Json {
+        self.0.into()
+    }
+}
+impl OverrideJson for BTreeMap<String, String> {
+    fn override_json(&self) -> Json {
+        Json::Object(self.iter().map(|(key, value)| (key.clone(), value.clone().into())).collect())
+    }
+}
+impl OverrideJson for JsonMap {
+    fn override_json(&self) -> Json {
+        Json::Object(self.clone())
+    }
+}
+
+/// Lists the set keys of a `SpawnerOverride`; its YAML keys are its field names.
+macro_rules! override_fields {
+    ($value:expr, $out:expr, [$($field:ident),* $(,)?]) => {$(
+        if let Some(set) = &$value.$field {
+            $out.insert(stringify!($field).to_owned(), set.override_json());
+        }
+    )*};
+}
+
+impl SpawnerOverride {
+    /// The set keys as KubeSpawner's `kubespawner_override` JSON object.
+    pub fn to_json(&self) -> Json {
+        let mut out = JsonMap::new();
+        override_fields!(
+            self,
+            out,
+            [
+                image,
+                image_pull_policy,
+                image_pull_secrets,
+                cmd,
+                args,
+                cpu_limit,
+                cpu_guarantee,
+                mem_limit,
+                mem_guarantee,
+                extra_resource_limits,
+                extra_resource_guarantees,
+                uid,
+                gid,
+                fs_gid,
+                supplemental_gids,
+                privileged,
+                allow_privilege_escalation,
+                container_security_context,
+                pod_security_context,
+                node_selector,
+                tolerations,
+                node_affinity_required,
+                node_affinity_preferred,
+                pod_affinity_required,
+                pod_affinity_preferred,
+                pod_anti_affinity_required,
+                pod_anti_affinity_preferred,
+                scheduler_name,
+                priority_class_name,
+                volumes,
+                volume_mounts,
+                storage_capacity,
+                storage_class,
+                storage_access_modes,
+                environment,
+                default_url,
+                working_dir,
+                notebook_dir,
+                service_account,
+                start_timeout,
+                http_timeout,
+                lifecycle_hooks,
+                init_containers,
+                extra_containers,
+                extra_container_config,
+                extra_pod_config,
+                extra_labels,
+                extra_annotations,
+                port,
+            ]
+        );
+        Json::Object(out)
+    }
+}
+
 section! {
     /// An option inside a profile: a list of choices and maybe free text.
     pub struct ProfileOption {

@@ -158,6 +158,16 @@ singleuser:
 }
 
 #[test]
+fn noop_spawner_needs_its_url() {
+    let missing = errors("wasmhub:\n  spawner: noop\n");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(missing[0].contains("wasmhub.noop.url: required when wasmhub.spawner is noop"), "{missing:?}");
+    let config = load_with("wasmhub:\n  spawner: noop\n  noop:\n    url: http://127.0.0.1:9\n", &[]).unwrap();
+    assert_eq!(config.wasmhub.spawner, crate::SpawnerKind::Noop);
+    assert_eq!(config.wasmhub.noop.url.as_deref(), Some("http://127.0.0.1:9"));
+}
+
+#[test]
 fn python_extra_config_is_refused() {
     let errors = errors("hub:\n  extraConfig:\n    myConfig: |\n      c.Spawner.cmd = ['x']\n");
     assert_eq!(errors.len(), 1);

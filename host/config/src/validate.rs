@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::Config;
+use crate::config::SpawnerKind;
 use crate::error::ErrorKind;
 use crate::hub::{AuthenticatorClass, DbType};
 use crate::proxy::HttpsType;
@@ -17,6 +18,7 @@ pub(crate) fn validate(config: &Config, ctx: &mut Ctx) {
     validate_storage_and_tls(config, ctx);
     validate_cull(config, ctx);
     validate_services_and_roles(config, ctx);
+    validate_noop_spawner(config, ctx);
 }
 
 fn invalid(ctx: &mut Ctx, path: &str, message: impl Into<String>) {
@@ -109,6 +111,18 @@ fn validate_db(config: &Config, ctx: &mut Ctx) {
         if !scheme_ok {
             invalid(ctx, "hub.db.url", "expected a sqlite: or postgres:// URL");
         }
+    }
+}
+
+fn validate_noop_spawner(config: &Config, ctx: &mut Ctx) {
+    let url = config.wasmhub.noop.url.as_deref();
+    if config.wasmhub.spawner == SpawnerKind::Noop && url.is_none() {
+        invalid(ctx, "wasmhub.noop.url", "required when wasmhub.spawner is noop");
+    }
+    if let Some(url) = url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        invalid(ctx, "wasmhub.noop.url", "expected an http:// or https:// URL");
     }
 }
 

@@ -229,8 +229,8 @@ pub(crate) async fn role_scopes(hub: &Hub, role: &str) -> Result<Vec<String>, Ap
             .unwrap_or_default()
     };
     let Ok(name) = RoleName::parse(role) else { return Ok(default()) };
-    match hub.store().get_role(&name).await {
-        Ok(stored) => Ok(stored.scopes),
+    match hub.store().get_role_scopes(&name).await {
+        Ok(scopes) => Ok(scopes),
         Err(StoreError::NotFound { .. }) => Ok(default()),
         Err(other) => Err(other.into()),
     }

@@ -2,6 +2,8 @@
 //! `/hub/home`, `/hub/spawn[/user[/server]]`, `/hub/spawn-pending/...`, `/hub/user/...` (`UserUrlHandler`, where
 //! the proxy sends requests for servers it has no route for) and `/hub/user-redirect/...`.
 //!
+//! Also `/hub/token` and `/hub/admin`, whose scripts do their work through the REST API.
+//!
 //! Every page needs a login; anonymous browsers go to `/hub/login?next=<this page>`. Pages act as the logged-in
 //! user with their full scopes, through the same checks as the API.
 
@@ -13,6 +15,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use minijinja::context;
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 use wasmhub_model::{ServerName, SpawnState, UserName};
@@ -23,7 +26,8 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::login::{self, found, login_redirect, page_error, query_value};
 use crate::models::{quote_name, server_prefix};
-use crate::pages::{self, HomeServer};
+use crate::pages::{self, Visitor};
+use crate::profiles;
 use crate::scopes::Resource;
 use crate::servers;
 use crate::session::{self, BrowserSession};
@@ -43,8 +47,10 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/hub/login", get(login::get_login).post(login::post_login))
         .route("/hub/logout", get(login::logout))
         .route("/hub/home", get(home))
-        .route("/hub/spawn", get(spawn_page))
-        .route("/hub/spawn/{*target}", get(spawn_page))
+        .route("/hub/spawn", get(spawn_page).post(spawn_form))
+        .route("/hub/spawn/{*target}", get(spawn_page).post(spawn_form))
+        .route("/hub/token", get(token_page))
+        .route("/hub/admin", get(admin_page))
         .route("/hub/spawn-pending/{*target}", get(spawn_pending))
         .route("/hub/user/{*rest}", any(user_url))
         .route("/hub/user-redirect/", get(user_redirect))
@@ -86,17 +92,82 @@ async fn find_server(hub: &Hub, user: &UserName, server: &str) -> Result<Option<
     }
 }
 
+/// What `home.html` shows of one server; `api_path` is the REST path under `/hub/api` that stops it.
+fn server_context(hub: &Hub, user: &str, server_name: &str, server: Option<&Server>) -> minijinja::Value {
+    let state = server.map(|server| server.state);
+    let quoted = quote_name(user);
+    let api_path = if server_name.is_empty() {
+        format!("/users/{quoted}/server")
+    } else {
+        format!("/users/{quoted}/servers/{}", quote_name(server_name))
+    };
+    context! {
+        name => server_name,
+        ready => state == Some(SpawnState::Running),
+        pending => matches!(state, Some(SpawnState::Requested | SpawnState::Starting | SpawnState::Stopping)),
+        url => server_prefix(&hub.config().base_url, user, server_name),
+        spawn_url => spawn_url(hub, user, server_name),
+        pending_url => pending_url(hub, user, server_name, None),
+        api_path => api_path,
+        last_activity => server.and_then(|server| server.last_activity).map(|time| time.to_string()),
+    }
+}
+
 async fn home(State(hub): State<Hub>, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Result<Response, Response> {
-    let (session, _, user) = logged_in(&hub, &uri, &headers).await?;
-    let server = find_server(&hub, &user.name, "").await.map_err(page_error)?;
-    let prefix = session::hub_prefix(&hub);
-    let quoted = quote_name(user.name.as_str());
-    let url = server_prefix(&hub.config().base_url, user.name.as_str(), "");
-    let spawn_url = format!("{prefix}spawn/{quoted}");
-    let stop_api_url = format!("{prefix}api/users/{quoted}/server");
-    let active = server.is_some_and(|server| server.state.is_active());
-    let home_server = HomeServer { url: &url, spawn_url: &spawn_url, stop_api_url: &stop_api_url, active };
-    Ok(pages::home(user.name.as_str(), &home_server, &session.xsrf_token, &format!("{prefix}logout")))
+    let (session, caller, user) = logged_in(&hub, &uri, &headers).await?;
+    let servers = hub.store().list_servers(Some(&user.name)).await.map_err(|error| page_error(error.into()))?;
+    let name = user.name.as_str();
+    let default = servers.iter().find(|server| server.name.as_str().is_empty());
+    let named: Vec<minijinja::Value> = servers
+        .iter()
+        .filter(|server| !server.name.as_str().is_empty())
+        .map(|server| server_context(&hub, name, server.name.as_str(), Some(server)))
+        .collect();
+    let visitor = Visitor { user: &user, caller: &caller, xsrf_token: &session.xsrf_token };
+    let context = context! {
+        page => "home",
+        default_server => server_context(&hub, name, "", default),
+        named_servers => named,
+        allow_named_servers => hub.config().allow_named_servers,
+        spawn_prefix => format!("{}spawn/{}", session::hub_prefix(&hub), quote_name(name)),
+        ..pages::base_context(&hub, Some(&visitor)),
+    };
+    Ok(pages::render(&hub, StatusCode::OK, "home.html", context))
+}
+
+/// `/hub/token`: the page's script lists, requests and revokes tokens through the REST API.
+async fn token_page(
+    State(hub): State<Hub>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let (session, caller, user) = logged_in(&hub, &uri, &headers).await?;
+    let visitor = Visitor { user: &user, caller: &caller, xsrf_token: &session.xsrf_token };
+    let context = context! { page => "token", ..pages::base_context(&hub, Some(&visitor)) };
+    Ok(pages::render(&hub, StatusCode::OK, "token.html", context))
+}
+
+/// `/hub/admin` (scope `admin-ui`). Each action of its script is checked again by the API with the admin's own
+/// scopes, so the page grants nothing by itself.
+async fn admin_page(
+    State(hub): State<Hub>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let (session, caller, user) = logged_in(&hub, &uri, &headers).await?;
+    if !caller.scopes.has_unfiltered("admin-ui") {
+        return Err(pages::error(
+            StatusCode::FORBIDDEN,
+            "Action is not authorized with current scopes; requires any of [admin-ui]",
+        ));
+    }
+    let visitor = Visitor { user: &user, caller: &caller, xsrf_token: &session.xsrf_token };
+    let context = context! {
+        page => "admin",
+        allow_named_servers => hub.config().allow_named_servers,
+        ..pages::base_context(&hub, Some(&visitor)),
+    };
+    Ok(pages::render(&hub, StatusCode::OK, "admin.html", context))
 }
 
 /// `<user>[/<server>]` from the path after a page's prefix, names percent-decoded.
@@ -152,38 +223,151 @@ async fn page_target(
     Ok((user, server_name))
 }
 
-/// `/hub/spawn[/<user>[/<server>]]`: starts the server (no options form) and sends the browser to it, or to the
+/// The target of a spawn page from its path: `/hub/spawn[/<user>[/<server>]]`.
+fn spawn_target<'a>(hub: &Hub, uri: &'a Uri) -> Option<&'a str> {
+    let spawn_prefix = format!("{}spawn", session::hub_prefix(hub));
+    uri.path().strip_prefix(&spawn_prefix).map(|rest| rest.trim_start_matches('/')).filter(|rest| !rest.is_empty())
+}
+
+/// `/hub/spawn[/<user>[/<server>]]`: with profiles, the options form (or, with `?profile=...`, a spawn with
+/// those options, as `options_from_query`); without, starts the server and sends the browser to it, or to the
 /// pending page if it is not up within a second.
 async fn spawn_page(
     State(hub): State<Hub>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let (_, caller, me) = logged_in(&hub, &uri, &headers).await?;
-    let spawn_prefix = format!("{}spawn", session::hub_prefix(&hub));
-    let target =
-        uri.path().strip_prefix(&spawn_prefix).map(|rest| rest.trim_start_matches('/')).filter(|rest| !rest.is_empty());
-    let (user, server_name) = page_target(&hub, &caller, &me, target, "servers").await?;
-    let name = user.name.as_str();
-    let server = find_server(&hub, &user.name, &server_name).await.map_err(page_error)?;
-    match server.map(|server| server.state) {
-        Some(SpawnState::Running) => return Ok(found(&ready_url(&hub, name, &server_name, &uri, &headers))),
-        Some(SpawnState::Requested | SpawnState::Starting | SpawnState::Stopping) => {
-            return Ok(found(&pending_url(&hub, name, &server_name, uri.query())));
-        }
-        Some(SpawnState::Stopped | SpawnState::Failed) | None => {}
+    let (session, caller, me) = logged_in(&hub, &uri, &headers).await?;
+    let (user, server_name) = page_target(&hub, &caller, &me, spawn_target(&hub, &uri), "servers").await?;
+    if let Some(response) = already_started(&hub, &user, &server_name, &uri, &headers).await? {
+        return Ok(response);
     }
+    let mut options = serde_json::Map::new();
+    if !hub.config().profiles.is_empty() {
+        let query_options =
+            profiles::options_from_form(&session::form_pairs(uri.query().unwrap_or_default().as_bytes()));
+        if query_options.is_empty() {
+            let visitor = Visitor { user: &me, caller: &caller, xsrf_token: &session.xsrf_token };
+            return Ok(spawn_form_page(&hub, &visitor, &user, &server_name, &uri, None).await);
+        }
+        options = query_options;
+    }
+    start_and_redirect(&hub, caller, &user, &server_name, options, &uri, &headers).await
+}
+
+/// The options form's POST (`SpawnHandler.post`): KubeSpawner's fields become `user_options`; a refused choice
+/// shows the form again with the reason.
+async fn spawn_form(
+    State(hub): State<Hub>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let (session, caller, me) = logged_in(&hub, &uri, &headers).await?;
+    let fields = session::form_pairs(&body);
+    let presented = fields
+        .iter()
+        .find(|(key, _)| key == "_xsrf")
+        .map(|(_, value)| value.clone())
+        .or_else(|| session::presented_xsrf(&uri, &headers));
+    match presented {
+        None => return Err(pages::error(StatusCode::FORBIDDEN, "'_xsrf' argument missing from POST")),
+        Some(token) if !session::same_token(&token, &session.xsrf_token) => {
+            return Err(pages::error(StatusCode::FORBIDDEN, "XSRF cookie does not match POST argument"));
+        }
+        Some(_) => {}
+    }
+    let (user, server_name) = page_target(&hub, &caller, &me, spawn_target(&hub, &uri), "servers").await?;
+    if let Some(response) = already_started(&hub, &user, &server_name, &uri, &headers).await? {
+        return Ok(response);
+    }
+    let options = profiles::options_from_form(&fields);
+    if !hub.config().profiles.is_empty()
+        && let Err(reason) = profiles::check(&hub, &user, &options).await
+    {
+        let visitor = Visitor { user: &me, caller: &caller, xsrf_token: &session.xsrf_token };
+        let mut response = spawn_form_page(&hub, &visitor, &user, &server_name, &uri, Some(&reason)).await;
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return Ok(response);
+    }
+    start_and_redirect(&hub, caller, &user, &server_name, options, &uri, &headers).await
+}
+
+/// `spawn.html` with the profiles `user` may start.
+async fn spawn_form_page(
+    hub: &Hub,
+    visitor: &Visitor<'_>,
+    user: &User,
+    server_name: &str,
+    uri: &Uri,
+    error: Option<&str>,
+) -> Response {
+    let visible = profiles::visible(hub, user).await;
+    if visible.is_empty() {
+        return pages::error(StatusCode::FORBIDDEN, "No profile is available to you; ask an administrator.");
+    }
+    let action = uri.path_and_query().map(|value| value.as_str()).unwrap_or_default();
+    let for_user = (user.name != visitor.user.name).then(|| user.name.to_string());
+    let context = context! {
+        page => "spawn",
+        url => action,
+        profiles => profiles::for_template(&visible),
+        for_user => for_user,
+        server_name => server_name,
+        error_message => error,
+        ..pages::base_context(hub, Some(visitor)),
+    };
+    pages::render(hub, StatusCode::OK, "spawn.html", context)
+}
+
+/// A running or starting server needs no spawn: the redirect to it or to its pending page.
+async fn already_started(
+    hub: &Hub,
+    user: &User,
+    server_name: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Response>, Response> {
+    let name = user.name.as_str();
+    let server = find_server(hub, &user.name, server_name).await.map_err(page_error)?;
+    Ok(match server.map(|server| server.state) {
+        Some(SpawnState::Running) => Some(found(&ready_url(hub, name, server_name, uri, headers))),
+        Some(SpawnState::Requested | SpawnState::Starting | SpawnState::Stopping) => {
+            Some(found(&pending_url(hub, name, server_name, pending_query(uri).as_deref())))
+        }
+        Some(SpawnState::Stopped | SpawnState::Failed) | None => None,
+    })
+}
+
+/// The query kept on the way to the pending page: `next` only (never `_xsrf` or the form's options).
+fn pending_query(uri: &Uri) -> Option<String> {
+    query_value(uri.query(), "next").map(|next| format!("next={}", login::encode_query_value(&next)))
+}
+
+/// Starts the server with `options` and sends the browser to it, or to the pending page if it is not up within a
+/// second; a refused start is an error page.
+async fn start_and_redirect(
+    hub: &Hub,
+    caller: Caller,
+    user: &User,
+    server_name: &str,
+    options: serde_json::Map<String, serde_json::Value>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, Response> {
+    let name = user.name.as_str();
     let named = !server_name.is_empty();
+    let body =
+        if options.is_empty() { Bytes::new() } else { Bytes::from(serde_json::Value::Object(options).to_string()) };
     // The spawn goes on in its own task when this page stops waiting for it.
-    let spawn =
-        tokio::spawn(servers::start(hub.clone(), caller, name.to_owned(), server_name.clone(), Bytes::new(), named));
+    let spawn = tokio::spawn(servers::start(hub.clone(), caller, name.to_owned(), server_name.to_owned(), body, named));
     match tokio::time::timeout(SPAWN_PAGE_WAIT, spawn).await {
         Ok(Ok(Ok(response))) if response.status() == StatusCode::CREATED => {
-            Ok(found(&ready_url(&hub, name, &server_name, &uri, &headers)))
+            Ok(found(&ready_url(hub, name, server_name, uri, headers)))
         }
         Ok(Ok(Err(error))) => Err(page_error(error)),
         Ok(Err(join_error)) => Err(page_error(ApiError::internal(join_error))),
-        Ok(Ok(Ok(_))) | Err(_) => Ok(found(&pending_url(&hub, name, &server_name, uri.query()))),
+        Ok(Ok(Ok(_))) | Err(_) => Ok(found(&pending_url(hub, name, server_name, pending_query(uri).as_deref()))),
     }
 }
 
@@ -193,7 +377,7 @@ async fn spawn_pending(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, Response> {
-    let (_, caller, me) = logged_in(&hub, &uri, &headers).await?;
+    let (session, caller, me) = logged_in(&hub, &uri, &headers).await?;
     let pending_prefix = format!("{}spawn-pending/", session::hub_prefix(&hub));
     let target = uri.path().strip_prefix(&pending_prefix);
     let (user, server_name) = page_target(&hub, &caller, &me, target, "servers").await?;
@@ -201,22 +385,67 @@ async fn spawn_pending(
     let label =
         if server_name.is_empty() { format!("{name}'s server") } else { format!("{name}'s server {server_name}") };
     let server = find_server(&hub, &user.name, &server_name).await.map_err(page_error)?;
+    let visitor = Visitor { user: &me, caller: &caller, xsrf_token: &session.xsrf_token };
     match server.map(|server| server.state) {
         Some(SpawnState::Running) => Ok(found(&ready_url(&hub, name, &server_name, &uri, &headers))),
         Some(SpawnState::Requested | SpawnState::Starting) => {
             let here = uri.path_and_query().map(|value| value.as_str()).unwrap_or_default();
-            Ok(pages::spawn_pending(&label, here))
+            let quoted = quote_name(name);
+            let api_server = if server_name.is_empty() {
+                format!("users/{quoted}/server")
+            } else {
+                format!("users/{quoted}/servers/{}", quote_name(&server_name))
+            };
+            // EventSource requests are `cors` fetches, which must carry the XSRF token (`_xsrf` in the query).
+            let progress_url = format!(
+                "{}api/{api_server}/progress?_xsrf={}",
+                session::hub_prefix(&hub),
+                login::encode_query_value(&session.xsrf_token)
+            );
+            let context = context! {
+                page => "spawn_pending",
+                server_label => label,
+                progress_url => progress_url,
+                ready_url => here,
+                ..pages::base_context(&hub, Some(&visitor)),
+            };
+            Ok(pages::render(&hub, StatusCode::OK, "spawn_pending.html", context))
         }
-        // The failure's detail is in the hub's log; the page does not show internals.
-        Some(SpawnState::Failed) => Err(pages::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("Spawn failed: {label} could not start. An administrator can find the reason in the hub's log."),
+        Some(SpawnState::Failed) => {
+            let reason = hub
+                .progress()
+                .failure_message(name, &server_name)
+                .unwrap_or_else(|| "An administrator can find the reason in the hub's log.".to_owned());
+            Err(pages::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{label} could not start. {reason}")))
+        }
+        Some(SpawnState::Stopping | SpawnState::Stopped) | None => Ok(not_running_page(
+            &hub,
+            Some(&visitor),
+            StatusCode::OK,
+            &label,
+            &spawn_url(&hub, name, &server_name),
+            None,
         )),
-        Some(SpawnState::Stopping | SpawnState::Stopped) | None => {
-            let spawn_url = spawn_url(&hub, name, &server_name);
-            Ok(pages::not_running(StatusCode::OK, &label, &spawn_url))
-        }
     }
+}
+
+/// `not_running.html`: the server is not running, with a link to start it.
+fn not_running_page(
+    hub: &Hub,
+    visitor: Option<&Visitor<'_>>,
+    status: StatusCode,
+    label: &str,
+    spawn_url: &str,
+    failure: Option<String>,
+) -> Response {
+    let context = context! {
+        page => "not_running",
+        server_label => label,
+        spawn_url => spawn_url,
+        failure => failure,
+        ..pages::base_context(hub, visitor),
+    };
+    pages::render(hub, status, "not_running.html", context)
 }
 
 fn spawn_url(hub: &Hub, user: &str, server: &str) -> String {
@@ -311,7 +540,8 @@ async fn user_url(
                 format!("{}'s server {server_name}", user.name)
             };
             let spawn_url = spawn_url(&hub, user.name.as_str(), &server_name);
-            Err(pages::not_running(StatusCode::FAILED_DEPENDENCY, &label, &spawn_url))
+            let failure = hub.progress().failure_message(user.name.as_str(), &server_name);
+            Err(not_running_page(&hub, None, StatusCode::FAILED_DEPENDENCY, &label, &spawn_url, failure))
         }
     }
 }

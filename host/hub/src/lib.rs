@@ -17,6 +17,7 @@ mod models;
 mod oauth;
 mod openapi;
 mod pages;
+mod profiles;
 mod progress;
 mod proxy_api;
 mod query;
@@ -26,6 +27,7 @@ mod services;
 mod session;
 mod shutdown;
 mod supervision;
+mod templates;
 mod tokens;
 mod users;
 
@@ -109,6 +111,11 @@ pub struct HubConfig {
     pub hub_default_url: Option<String>,
     /// `JupyterHub.authenticate_prometheus`: scraping `/hub/metrics` needs `read:metrics`.
     pub authenticate_prometheus: bool,
+    /// `singleuser.profileList`, initialised (`wasmhub_policy::hooks::initialize_profiles`); empty spawns without
+    /// an options form. Which profiles a user sees and may start is the policy host's profiles hook.
+    pub profiles: Vec<wasmhub_policy::hooks::Profile>,
+    /// `JupyterHub.template_paths`: folders searched for page templates before the embedded defaults.
+    pub template_paths: Vec<std::path::PathBuf>,
 }
 
 impl Default for HubConfig {
@@ -136,6 +143,8 @@ impl Default for HubConfig {
             redirect_to_server: true,
             hub_default_url: None,
             authenticate_prometheus: true,
+            profiles: Vec::new(),
+            template_paths: Vec::new(),
         }
     }
 }
@@ -159,6 +168,8 @@ struct Inner {
     shutdown: shutdown::ShutdownSignal,
     /// What `/hub/metrics` reports.
     metrics: metrics::HubMetrics,
+    /// Page templates and static assets.
+    templates: templates::Templates,
 }
 
 /// The hub's shared state. Cheap to clone.
@@ -176,6 +187,7 @@ impl Hub {
             .unwrap_or_default();
         let spawn_slots = tokio::sync::Semaphore::new(config.concurrent_spawn_limit.max(1));
         let authenticator = Arc::new(SharedPasswordAuthenticator::no_passwords());
+        let templates = templates::Templates::new(&config.template_paths, &format!("{}hub/static/", config.base_url));
         Hub {
             inner: Arc::new(Inner {
                 config,
@@ -189,6 +201,7 @@ impl Hub {
                 progress: progress::Progress::default(),
                 shutdown: shutdown::ShutdownSignal::default(),
                 metrics: metrics::HubMetrics::default(),
+                templates,
             }),
         }
     }
@@ -252,6 +265,10 @@ impl Hub {
     pub(crate) fn spawn_slots(&self) -> &tokio::sync::Semaphore {
         &self.inner.spawn_slots
     }
+
+    pub(crate) fn templates(&self) -> &templates::Templates {
+        &self.inner.templates
+    }
 }
 
 /// The hub's HTTP app: `/hub/api/...` and `/hub/health`.
@@ -293,9 +310,11 @@ pub fn router(hub: Hub) -> Router {
         .route("/hub/metrics", get(metrics::metrics))
         .nest("/hub/api", api)
         .merge(browser::routes())
+        .route("/hub/static/{*file}", get(templates::serve_static))
         .fallback(outside_hub)
         // Last, so it covers every route: tells the request metrics (and the OpenAPI test) which route answered.
         .route_layer(middleware::from_fn(metrics::tag_route))
+        .layer(middleware::from_fn_with_state(hub.clone(), pages::render_error_pages))
         .layer(middleware::from_fn(jupyterhub_headers))
         .layer(middleware::from_fn_with_state(hub.clone(), metrics::record_requests))
         .with_state(hub)

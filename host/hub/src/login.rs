@@ -116,7 +116,7 @@ pub(crate) async fn get_login(
         None => (session::random_token(32).map_err(page_error)?, true),
     };
     let action = login_action(&hub, next.as_deref());
-    let mut response = pages::login(StatusCode::OK, &action, &xsrf_token, "", None);
+    let mut response = pages::login(&hub, StatusCode::OK, &action, &xsrf_token, "", None);
     if new_cookie && let Some(cookie) = session::anonymous_xsrf_cookie(&hub, &xsrf_token) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -155,7 +155,7 @@ pub(crate) async fn post_login(
         let token = expected.first().cloned().unwrap_or_default();
         let shown_name: String = form.username.chars().take(MAX_USERNAME_BYTES).collect();
         let action = login_action(&hub, next.as_deref());
-        return Err(pages::login(StatusCode::FORBIDDEN, &action, &token, &shown_name, Some(LOGIN_FAILED)));
+        return Err(pages::login(&hub, StatusCode::FORBIDDEN, &action, &token, &shown_name, Some(LOGIN_FAILED)));
     };
     if let Some(previous) = &previous {
         hub.store()

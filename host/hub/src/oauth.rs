@@ -215,7 +215,9 @@ pub(crate) async fn authorize(
         return issue_code(&hub, &session, authorized, request.state.as_deref()).await;
     }
     let action = uri.path_and_query().map(|value| value.as_str()).unwrap_or_default();
-    Ok(pages::oauth_confirm(&authorized.client.description, action, &session.xsrf_token, &authorized.scopes))
+    let user = hub.store().get_user(&session.login.user).await.map_err(|error| page_error(error.into()))?;
+    let visitor = pages::Visitor { user: &user, caller: &caller, xsrf_token: &session.xsrf_token };
+    Ok(pages::oauth_confirm(&hub, &visitor, &authorized.client.description, action, &authorized.scopes))
 }
 
 /// The confirmation page's POST: the same checks again, plus the session's XSRF token.

@@ -166,6 +166,12 @@ impl Progress {
             spawn.events.last().filter(|event| spawn.finished && event.is_failure()).cloned()
         })
     }
+
+    /// The message of the latest spawn's failure, for the pages (it says nothing internal, see `for_error`).
+    pub(crate) fn failure_message(&self, user: &str, server: &str) -> Option<String> {
+        let event = self.failure(user, server)?;
+        event.0.get("message").and_then(Value::as_str).map(str::to_owned)
+    }
 }
 
 impl Hub {

@@ -112,6 +112,10 @@ pub(crate) async fn start(
         Some(Value::Object(options)) => Some(Value::Object(options).to_string()),
         Some(_) => return Err(ApiError::bad_request("user_options must be a dict")),
     };
+    // With profiles configured, the choice must be one the profiles hook allows this user (KubeSpawner checks it
+    // when it loads the profile); no options means the default profile.
+    let chosen = user_options.as_deref().and_then(|options| serde_json::from_str::<Map<String, Value>>(options).ok());
+    crate::profiles::check(&hub, &user, &chosen.unwrap_or_default()).await.map_err(ApiError::bad_request)?;
     let server = match hub.store().get_server(&user.name, &server_key).await {
         Ok(server) => server,
         Err(StoreError::NotFound { .. }) => {
@@ -231,11 +235,15 @@ async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<Spawne
             allowed_scopes: vec![access_scope],
         })
         .await?;
+    let owner = store.get_user(&server.user).await?;
     let request = SpawnRequest {
         user: user.to_owned(),
         server_name: name.to_owned(),
         service_prefix: prefix.clone(),
         env: singleuser_env(&context),
+        user_options: serde_json::from_str(&server.user_options).unwrap_or_default(),
+        groups: owner.groups.iter().map(|group| group.to_string()).collect(),
+        admin: owner.admin,
     };
     let prepared = hub.spawner().prepare(&request).await?;
     let starting = ServerUpdate {

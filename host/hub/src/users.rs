@@ -1,5 +1,7 @@
 //! `/users`, `/users/{name}` and `/users/{name}/activity` (`apihandlers/users.py`).
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, RawQuery, State};
@@ -98,9 +100,17 @@ pub(crate) async fn list_users(
         let slice = visible.into_iter().skip(pagination.offset as usize).take(pagination.limit as usize).collect();
         (slice, total)
     };
+    // The page's servers in one query rather than one per user.
+    let names: Vec<UserName> = users.iter().map(|user| user.name.clone()).collect();
+    let mut servers_by_user: HashMap<UserName, Vec<Server>> = HashMap::new();
+    for server in hub.store().list_servers_of(&names).await? {
+        servers_by_user.entry(server.user.clone()).or_default().push(server);
+    }
     let mut items = Vec::with_capacity(users.len());
     for user in &users {
-        items.push(model_for(&hub, &caller, user, include_stopped).await?);
+        let servers = servers_by_user.remove(&user.name).unwrap_or_default();
+        let model = user_model(user, &servers, &caller.scopes, include_stopped, &hub.config().base_url);
+        items.push(model.unwrap_or_else(|| Value::Object(Map::new())));
     }
     Ok(Json(pagination.respond(items, total, &uri, &headers)).into_response())
 }

@@ -169,6 +169,15 @@ impl TokenHash {
     }
 }
 
+/// A one-round sha512 of `token` under a secret `key`: how a process remembers which presented tokens it already
+/// verified against a slow hash without keeping their plaintext. Not a stored form; `key` is random per process.
+pub fn keyed_digest(token: &str, key: &[u8; 32]) -> [u8; 64] {
+    let mut hasher = Sha512::new();
+    hasher.update(key);
+    hasher.update(token.as_bytes());
+    hasher.finalize().into()
+}
+
 impl fmt::Display for TokenHash {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "sha512:{}:{}:{}", self.rounds, self.salt, hex(&self.digest))

@@ -1,6 +1,8 @@
 //! Benchmark (not a test): per-call cost of each hook with our Rust default plugins and a fresh instance per
 //! call, file-drop-to-active time, and failed calls across hot swaps. Run with
 //! `cargo bench -p wasmhub-policy --bench policy`; the numbers go into docs/bench/policy.md.
+//! `WASMHUB_BENCH_CALLS=5000` shortens a run; `WASMHUB_BENCH_ONLY=<text>` runs only the per-call rows whose hook
+//! or guest contains the text (for profiling one hook) and skips the reload measurements.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmhub_policy::hooks::{CullServer, Hook, Identity, ProfileChoice, SpawnContext, User, initialize_profiles};
-use wasmhub_policy::{Limits, LoadedComponent, PolicyEngine, PolicyHost, PolicyHostConfig};
+use wasmhub_policy::{CallPhases, CallReport, Limits, LoadedComponent, PolicyEngine, PolicyHost, PolicyHostConfig};
 use wasmhub_policy_test_plugins as plugins;
 
 /// Calls per measurement; `WASMHUB_BENCH_CALLS` overrides it for quick runs.
@@ -23,8 +25,8 @@ fn main() {
     let user = User { name: "alice".into(), admin: false, groups: vec!["staff".into()] };
 
     println!("per call, fresh store + instance + call, {} calls after 1000 warm-up calls:", calls());
-    println!("| hook | guest | p50 µs | p99 µs | max µs |");
-    println!("|---|---|---|---|---|");
+    println!("| hook | guest | p50 µs | p99 µs | max µs | instantiate p50 | guest p50 | teardown p50 | host p50 |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let auth = load(Hook::Auth, plugins::WASMHUB_DEFAULT_AUTH);
     let identity = Identity {
         provider: "oidc".into(),
@@ -34,7 +36,7 @@ fn main() {
     };
     let auth_settings =
         r#"{"allowed_users": ["alice"], "admin_users": ["root"], "manage_groups": true, "allowed_groups": ["staff"]}"#;
-    report("auth", "defaults/auth", || auth.authenticate(auth_settings, &limits, &identity).result.is_ok());
+    report("auth", "defaults/auth", || measured(auth.authenticate(auth_settings, &limits, &identity)));
 
     let profiles_component = load(Hook::Profiles, plugins::WASMHUB_DEFAULT_PROFILES);
     let profiles = initialize_profiles(&[
@@ -46,11 +48,11 @@ fn main() {
     ])
     .unwrap();
     report("profiles (visible)", "defaults/profiles", || {
-        profiles_component.visible_profiles("{}", &limits, &user, &profiles).result.is_ok()
+        measured(profiles_component.visible_profiles("{}", &limits, &user, &profiles))
     });
     let choice = ProfileChoice { profile: "gpu".into(), options: vec![] };
     report("profiles (resolve)", "defaults/profiles", || {
-        profiles_component.resolve_choice("{}", &limits, &user, &profiles, &choice).result.is_ok()
+        measured(profiles_component.resolve_choice("{}", &limits, &user, &profiles, &choice))
     });
 
     let pods = load(Hook::Pods, plugins::WASMHUB_DEFAULT_PODS);
@@ -58,10 +60,10 @@ fn main() {
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "jupyter-alice", "labels": {"app": "jupyterhub"}},
         "spec": {"containers": [{"name": "notebook", "image": "quay.io/jupyter/base-notebook", "resources": {"limits": {"memory": "2G"}}}]}});
     let context = SpawnContext { user: user.clone(), server_name: String::new(), profile: "gpu".into() };
-    report("pods", "defaults/pods (identity)", || pods.mutate_pod("{}", &limits, &[], &context, &pod).result.is_ok());
+    report("pods", "defaults/pods (identity)", || measured(pods.mutate_pod("{}", &limits, &[], &context, &pod)));
     let gpu_settings = r#"{"gpu_profiles": ["gpu"], "node_selector": {"accelerator": "a100"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}"#;
     report("pods", "examples/gpu-pod (3 ops)", || {
-        gpu_pod.mutate_pod(gpu_settings, &limits, &[], &context, &pod).result.is_ok()
+        measured(gpu_pod.mutate_pod(gpu_settings, &limits, &[], &context, &pod))
     });
 
     let cull = load(Hook::Cull, plugins::WASMHUB_DEFAULT_CULL);
@@ -76,34 +78,67 @@ fn main() {
     };
     let one = vec![server.clone()];
     let hundred = vec![server; 100];
-    report("cull (1 server)", "defaults/cull", || cull.decide_cull("{}", &limits, &one).result.is_ok());
-    report("cull (sweep of 100)", "defaults/cull", || cull.decide_cull("{}", &limits, &hundred).result.is_ok());
+    report("cull (1 server)", "defaults/cull", || measured(cull.decide_cull("{}", &limits, &one)));
+    report("cull (sweep of 100)", "defaults/cull", || measured(cull.decide_cull("{}", &limits, &hundred)));
 
+    if std::env::var("WASMHUB_BENCH_ONLY").is_ok() {
+        return;
+    }
     println!();
     drop_to_active();
     println!();
     swaps_under_load();
 }
 
-fn report(hook: &str, guest: &str, mut call: impl FnMut() -> bool) {
+/// A call's outcome and phases, or its failure as text (the bench stops on any failure).
+fn measured<T>(report: CallReport<T>) -> Result<CallPhases, String> {
+    report.result.map(|_| report.phases).map_err(|failure| format!("{failure:?}"))
+}
+
+/// Runs `call` after a warm-up and prints one table row: the whole call's percentiles as the hub sees it, then
+/// the median of each phase (instantiate, guest, teardown) and of the rest (the host's own serialising and
+/// checking, before and after the guest).
+fn report(hook: &str, guest: &str, mut call: impl FnMut() -> Result<CallPhases, String>) {
+    if let Ok(only) = std::env::var("WASMHUB_BENCH_ONLY")
+        && !format!("{hook} {guest}").contains(&only)
+    {
+        return;
+    }
     for _ in 0..1000 {
-        assert!(call(), "{hook} failed during warm-up");
+        if let Err(failure) = call() {
+            panic!("{hook} failed during warm-up: {failure}");
+        }
     }
     let calls = calls();
-    let mut samples = Vec::with_capacity(calls);
+    let mut totals = Vec::with_capacity(calls);
+    let mut phases: [Vec<Duration>; 4] = Default::default();
     for _ in 0..calls {
         let started = Instant::now();
-        let ok = call();
-        samples.push(started.elapsed());
-        assert!(ok, "{hook} failed");
+        let outcome = call();
+        let total = started.elapsed();
+        let measured = outcome.unwrap_or_else(|failure| panic!("{hook} failed: {failure}"));
+        totals.push(total);
+        let host = total.saturating_sub(measured.instantiate + measured.guest + measured.teardown);
+        for (samples, sample) in phases.iter_mut().zip([measured.instantiate, measured.guest, measured.teardown, host])
+        {
+            samples.push(sample);
+        }
     }
-    samples.sort();
+    totals.sort();
     let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
+    let medians: Vec<String> = phases
+        .iter_mut()
+        .map(|samples| {
+            samples.sort();
+            format!("{:.1}", micros(samples[calls / 2]))
+        })
+        .collect();
     println!(
-        "| {hook} | {guest} | {:.1} | {:.1} | {:.0} |",
-        micros(samples[calls / 2]),
-        micros(samples[calls * 99 / 100]),
-        micros(samples[calls - 1])
+        "| {hook} | {guest} | {:.1} | {:.1} | {:.0} | {} |",
+        micros(totals[calls / 2]),
+        micros(totals[calls * 99 / 100]),
+        micros(totals[calls - 1]),
+        medians.join(" | ")
     );
 }
 

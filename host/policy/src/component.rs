@@ -36,9 +36,22 @@ const MAX_LOG_BYTES: usize = 1024;
 #[derive(Debug)]
 pub struct CallReport<T> {
     pub result: Result<T, CallFailure>,
+    /// From the fresh `Store` to the instance handed back to the pool, host-side checks included.
     pub elapsed: Duration,
+    pub phases: CallPhases,
     pub peak_memory_bytes: usize,
     pub logs: Vec<LogLine>,
+}
+
+/// Where a call's time went; `elapsed` minus these is the host's own work (limits, output checks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallPhases {
+    /// Creating the instance from the `InstancePre` (memory slot, tables, start functions).
+    pub instantiate: Duration,
+    /// The guest's export, argument and result copying included.
+    pub guest: Duration,
+    /// Dropping the store: the slot's written pages are wiped before it goes back to the pool.
+    pub teardown: Duration,
 }
 
 impl<T> CallReport<T> {
@@ -442,13 +455,17 @@ impl LoadedComponent {
         accept: impl FnOnce(R) -> Result<T, String>,
     ) -> CallReport<T> {
         let started = Instant::now();
+        let mut phases = CallPhases::default();
         let mut store =
             Store::new(self.engine.wasmtime(), StoreState::new(self.policy_name.clone(), limits.memory_bytes()));
-        let report = |store: Store<StoreState>, result: Result<T, CallFailure>| {
+        let report = |store: Store<StoreState>, result: Result<T, CallFailure>, mut phases: CallPhases| {
+            let teardown_started = Instant::now();
             let state = store.into_data();
+            phases.teardown = teardown_started.elapsed();
             CallReport {
                 result,
                 elapsed: started.elapsed(),
+                phases,
                 peak_memory_bytes: state.limiter.peak_bytes,
                 logs: state.logs,
             }
@@ -456,27 +473,33 @@ impl LoadedComponent {
         if input_bytes > limits.max_input_bytes {
             let message =
                 format!("not called: input of {input_bytes} bytes exceeds the cap of {}", limits.max_input_bytes);
-            return report(store, Err(CallFailure::new(OutcomeClass::Unavailable, message)));
+            return report(store, Err(CallFailure::new(OutcomeClass::Unavailable, message)), phases);
         }
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(PolicyEngine::deadline_ticks(limits.timeout()));
         store.epoch_deadline_trap();
-        let instance = match self.instantiate(&mut store) {
+        let instantiate_started = Instant::now();
+        let instance = self.instantiate(&mut store);
+        phases.instantiate = instantiate_started.elapsed();
+        let instance = match instance {
             Ok(instance) => instance,
             Err(error) => {
                 let failure = classify_trap(&store, &error, limits).unwrap_or_else(|| {
                     CallFailure::new(OutcomeClass::Unavailable, format!("cannot instantiate: {error:#}"))
                 });
-                return report(store, Err(failure));
+                return report(store, Err(failure), phases);
             }
         };
-        let result = match run(&instance, &mut store) {
+        let guest_started = Instant::now();
+        let returned = run(&instance, &mut store);
+        phases.guest = guest_started.elapsed();
+        let result = match returned {
             Ok(Ok(value)) => accept(value).map_err(|message| CallFailure::new(OutcomeClass::InvalidOutput, message)),
             Ok(Err(message)) => Err(CallFailure::new(OutcomeClass::PolicyError, truncate(message, MAX_LOG_BYTES))),
             Err(error) => Err(classify_trap(&store, &error, limits)
                 .unwrap_or_else(|| CallFailure::new(OutcomeClass::Crash, describe_crash(&error)))),
         };
-        report(store, result)
+        report(store, result, phases)
     }
 
     fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<HookInstance> {

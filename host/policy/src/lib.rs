@@ -15,7 +15,7 @@ mod pod_patch;
 mod policy_file;
 mod smoke;
 
-pub use component::{CallReport, ComponentError, LoadedComponent, LogLine, WIT_VERSION, exported_hooks};
+pub use component::{CallPhases, CallReport, ComponentError, LoadedComponent, LogLine, WIT_VERSION, exported_hooks};
 pub use engine::{CompiledComponent, EPOCH_TICK, EngineError, MAX_CONCURRENT_INSTANCES, PolicyEngine};
 pub use host::{PodPolicyError, PolicyHost, PolicyHostConfig, PolicyStatus};
 pub use outcome::{CallFailure, OutcomeClass, OutcomeCounters};

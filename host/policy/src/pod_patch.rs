@@ -2,7 +2,10 @@
 //! paths, then parses the result as a Kubernetes Pod. Only `add`, `remove` and `replace` exist here: `move` and
 //! `copy` would read from paths outside the allow-list, and `test` buys a policy nothing it cannot check itself.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
 
 /// What a pod policy may touch when its file names no `allowed_paths`: scheduling, resources, image,
 /// environment, labels and annotations; not volumes, security contexts, service accounts or the Pod's name.
@@ -24,52 +27,57 @@ pub const DEFAULT_ALLOWED_PATHS: &[&str] = &[
 pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths: &[String]) -> Result<Pod, String> {
     let patch: Vec<serde_json::Value> = serde_json::from_str(patch_json)
         .map_err(|error| format!("the patch is not a JSON array of operations: {error}"))?;
-    let default_paths: Vec<String>;
-    let allowed_paths = if allowed_paths.is_empty() {
-        default_paths = DEFAULT_ALLOWED_PATHS.iter().map(|path| (*path).to_owned()).collect();
-        &default_paths
-    } else {
-        allowed_paths
-    };
-    let mut document = pod.clone();
-    for (index, operation) in patch.iter().enumerate() {
-        apply_operation(&mut document, operation, allowed_paths)
-            .map_err(|message| format!("patch operation {index}: {message}"))?;
+    let invalid_pod = |error: serde_json::Error| format!("the patched Pod is not a valid Pod: {error}");
+    if patch.is_empty() {
+        // Nothing to apply: parse the Pod in place rather than through a copy.
+        return Pod::deserialize(pod).map_err(invalid_pod);
     }
-    serde_json::from_value::<Pod>(document).map_err(|error| format!("the patched Pod is not a valid Pod: {error}"))
+    let mut document = pod.clone();
+    for (index, operation) in patch.into_iter().enumerate() {
+        let applied = if allowed_paths.is_empty() {
+            apply_operation(&mut document, operation, DEFAULT_ALLOWED_PATHS)
+        } else {
+            apply_operation(&mut document, operation, allowed_paths)
+        };
+        applied.map_err(|message| format!("patch operation {index}: {message}"))?;
+    }
+    serde_json::from_value::<Pod>(document).map_err(invalid_pod)
 }
 
 fn apply_operation(
     document: &mut serde_json::Value,
-    operation: &serde_json::Value,
-    allowed_paths: &[String],
+    mut operation: serde_json::Value,
+    allowed_paths: &[impl AsRef<str>],
 ) -> Result<(), String> {
+    // Taken out first so an `add` moves the value into the document instead of copying it.
+    let value = operation.as_object_mut().and_then(|operation| operation.remove("value"));
     let op = operation.get("op").and_then(|op| op.as_str()).ok_or("no \"op\"")?;
     let path = operation.get("path").and_then(|path| path.as_str()).ok_or("no \"path\"")?;
     let segments = parse_pointer(path)?;
-    if !allowed_paths.iter().any(|allowed| path_is_under(&segments, allowed)) {
+    if !allowed_paths.iter().any(|allowed| path_is_under(&segments, allowed.as_ref())) {
         return Err(format!("path {path:?} is not under the allowed paths"));
     }
     let (last, parent_segments) = segments.split_last().ok_or("the root cannot be patched")?;
     let parent = resolve(document, parent_segments).ok_or_else(|| format!("{path:?}: the parent does not exist"))?;
     match op {
         "add" | "replace" => {
-            let value = operation.get("value").ok_or("no \"value\"")?.clone();
+            let add = op == "add";
+            let value = value.ok_or("no \"value\"")?;
             match parent {
                 serde_json::Value::Object(map) => {
-                    if op == "replace" && !map.contains_key(last) {
+                    if !add && !map.contains_key(last.as_ref()) {
                         return Err(format!("{path:?} does not exist"));
                     }
-                    map.insert(last.clone(), value);
+                    map.insert(last.clone().into_owned(), value);
                 }
                 serde_json::Value::Array(items) => {
-                    if op == "add" && last == "-" {
+                    if add && last == "-" {
                         items.push(value);
                     } else {
                         let index: usize = last.parse().map_err(|_| format!("{path:?}: bad array index"))?;
-                        match op {
-                            "add" if index <= items.len() => items.insert(index, value),
-                            "replace" if index < items.len() => items[index] = value,
+                        match add {
+                            true if index <= items.len() => items.insert(index, value),
+                            false if index < items.len() => items[index] = value,
                             _ => return Err(format!("{path:?}: index out of range")),
                         }
                     }
@@ -79,7 +87,7 @@ fn apply_operation(
         }
         "remove" => match parent {
             serde_json::Value::Object(map) => {
-                map.remove(last).ok_or_else(|| format!("{path:?} does not exist"))?;
+                map.remove(last.as_ref()).ok_or_else(|| format!("{path:?} does not exist"))?;
             }
             serde_json::Value::Array(items) => {
                 let index: usize = last.parse().map_err(|_| format!("{path:?}: bad array index"))?;
@@ -95,29 +103,39 @@ fn apply_operation(
     Ok(())
 }
 
-fn parse_pointer(path: &str) -> Result<Vec<String>, String> {
+/// The unescaped segments of a JSON Pointer; a segment is copied only when it holds an escape.
+fn parse_pointer(path: &str) -> Result<Vec<Cow<'_, str>>, String> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
     let Some(rest) = path.strip_prefix('/') else {
         return Err(format!("path {path:?} does not start with /"));
     };
-    Ok(rest.split('/').map(|segment| segment.replace("~1", "/").replace("~0", "~")).collect())
+    Ok(rest.split('/').map(unescape_segment).collect())
+}
+
+fn unescape_segment(segment: &str) -> Cow<'_, str> {
+    if segment.contains('~') {
+        Cow::Owned(segment.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(segment)
+    }
 }
 
 /// Whether the pointer lies at or under the allowed prefix; `*` in the prefix matches any one segment.
-fn path_is_under(segments: &[String], allowed: &str) -> bool {
-    let Ok(allowed_segments) = parse_pointer(allowed) else { return false };
-    allowed_segments.len() <= segments.len()
-        && !allowed_segments.is_empty()
-        && allowed_segments.iter().zip(segments).all(|(allowed, actual)| allowed == "*" || allowed == actual)
+fn path_is_under(segments: &[Cow<'_, str>], allowed: &str) -> bool {
+    let Some(rest) = allowed.strip_prefix('/') else { return false };
+    let mut actual = segments.iter();
+    rest.split('/')
+        .map(unescape_segment)
+        .all(|allowed| actual.next().is_some_and(|actual| allowed == "*" || allowed == actual.as_ref()))
 }
 
-fn resolve<'a>(document: &'a mut serde_json::Value, segments: &[String]) -> Option<&'a mut serde_json::Value> {
+fn resolve<'a>(document: &'a mut serde_json::Value, segments: &[Cow<'_, str>]) -> Option<&'a mut serde_json::Value> {
     let mut current = document;
     for segment in segments {
         current = match current {
-            serde_json::Value::Object(map) => map.get_mut(segment)?,
+            serde_json::Value::Object(map) => map.get_mut(segment.as_ref())?,
             serde_json::Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
             _ => return None,
         };

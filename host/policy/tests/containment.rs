@@ -1,5 +1,6 @@
 //! Hostile guests are contained: a loop stops at its deadline, a memory bomb at its cap, a panic is a crash,
-//! malformed output is refused, a wrong WIT version never loads, and other calls keep being served meanwhile.
+//! malformed output is refused, no call sees an earlier call's memory, a wrong WIT version never loads, and
+//! other calls keep being served meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,17 @@ fn a_panic_is_a_crash_and_an_error_is_a_policy_error() {
     // A fresh instance per call: the next call after a crash works.
     let report = hostile.authenticate(&behaviour("ok"), &Limits::default(), &identity("alice"));
     assert_eq!(report.class(), OutcomeClass::Ok, "{:?}", report.result);
+}
+
+#[test]
+fn no_call_sees_what_an_earlier_call_wrote() {
+    let engine = PolicyEngine::new(None).unwrap();
+    let hostile = load(&engine, Hook::Auth, plugins::HOSTILE_AUTH);
+    // The pool gives the same slot back to the same component, so each call runs where the last one wrote.
+    for _ in 0..5 {
+        let report = hostile.authenticate(&behaviour("remember"), &Limits::default(), &identity("alice"));
+        assert_eq!(report.class(), OutcomeClass::Ok, "{:?}", report.result);
+    }
 }
 
 #[test]

@@ -49,12 +49,13 @@ fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool
 #[test]
 fn a_swap_under_concurrent_calls_loses_no_call_and_a_bad_update_never_replaces_a_good_one() {
     let folder = tempfile::tempdir().unwrap();
-    // v1: the default idle rule with a 100 s timeout.
+    // v1: the default idle rule with a 100 s timeout. Both good versions get a 2 s deadline: the test is about
+    // swaps losing no call, and on a loaded 2-core CI machine a call can be descheduled past the default 200 ms.
     install(
         folder.path(),
         "v1.wasm",
         plugins::WASMHUB_DEFAULT_CULL,
-        "hook: cull\ncomponent: v1.wasm\nsettings:\n  timeout_seconds: 100\n",
+        "hook: cull\ncomponent: v1.wasm\nlimits:\n  timeout_ms: 2000\nsettings:\n  timeout_seconds: 100\n",
     );
     let config = PolicyHostConfig {
         folder: Some(folder.path().to_owned()),
@@ -88,7 +89,7 @@ fn a_swap_under_concurrent_calls_loses_no_call_and_a_bad_update_never_replaces_a
         folder.path(),
         "v2.wasm",
         plugins::EXAMPLE_GPU_CULL,
-        "hook: cull\ncomponent: v2.wasm\nsettings:\n  timeout_seconds: 3600\n  gpu_timeout_seconds: 1000\n  gpu_profiles: [gpu]\n",
+        "hook: cull\ncomponent: v2.wasm\nlimits:\n  timeout_ms: 2000\nsettings:\n  timeout_seconds: 3600\n  gpu_timeout_seconds: 1000\n  gpu_profiles: [gpu]\n",
     );
     wait_until("v2 active", Duration::from_secs(20), || {
         status_of(&host, "cull").active_version.as_deref() != Some(&v1_version)

@@ -1,6 +1,6 @@
 //! Spawners start, watch and stop single-user servers. The hub drives them through the [`Spawner`] trait; this crate
 //! also has the local process spawner, which runs `jupyterhub-singleuser` as a child process, and the environment
-//! JupyterHub gives a single-user server.
+//! JupyterHub gives a single-user server. [`NoopSpawner`] starts nothing and exists for benchmarks and tests.
 //!
 //! Starting is two-phase so that a hub crash can never lose a server: [`Spawner::prepare`] decides everything that
 //! names the server (port, log file) and the hub persists that state *before* [`Spawner::start`] creates anything.
@@ -8,14 +8,16 @@
 
 mod env;
 mod local;
+mod noop;
 
 pub use env::{SingleUserContext, singleuser_env};
 pub use local::{LocalProcessSpawner, LocalSpawnerConfig};
+pub use noop::NoopSpawner;
 
 use std::collections::BTreeMap;
 
 /// What the hub asks a spawner to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SpawnRequest {
     pub user: String,
     /// Empty for the default server.
@@ -24,6 +26,11 @@ pub struct SpawnRequest {
     pub service_prefix: String,
     /// JupyterHub's environment for the server (see [`singleuser_env`]); the spawner adds where to listen.
     pub env: BTreeMap<String, String>,
+    /// JupyterHub's `user_options` for this spawn (e.g. `{"profile": "gpu"}`); empty when none were given.
+    pub user_options: serde_json::Map<String, serde_json::Value>,
+    /// The user's groups and admin flag, for the profile and pod policies.
+    pub groups: Vec<String>,
+    pub admin: bool,
 }
 
 /// The spawner's own record of one server, opaque to the hub, which stores it as text.
@@ -59,6 +66,12 @@ pub enum SpawnError {
     Prepare(std::io::Error),
     #[error("server process {pid} is still running after SIGKILL")]
     Unkillable { pid: i32 },
+    /// The user's choice was refused (an unknown profile, a value an option does not allow).
+    #[error("{0}")]
+    Rejected(String),
+    /// The server could not be started or stopped; the message is written for the user.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Starts, polls and stops single-user servers.
@@ -75,4 +88,10 @@ pub trait Spawner: Send + Sync {
 
     /// Stops the server and waits until it is gone. Stopping a stopped server succeeds.
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError>;
+
+    /// Progress messages of a spawn prepared with `state`, as they happen (the Kubernetes spawner's pod events);
+    /// `None` when the spawner has none to tell.
+    fn progress(&self, _state: &SpawnerState) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }

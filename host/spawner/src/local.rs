@@ -233,7 +233,13 @@ http.server.HTTPServer((url.hostname, url.port), http.server.SimpleHTTPRequestHa
         let mut env = BTreeMap::new();
         env.insert("JUPYTERHUB_USER".to_owned(), user.to_owned());
         env.insert("JUPYTERHUB_SERVICE_PREFIX".to_owned(), format!("/user/{user}/"));
-        SpawnRequest { user: user.into(), server_name: String::new(), service_prefix: format!("/user/{user}/"), env }
+        SpawnRequest {
+            user: user.into(),
+            server_name: String::new(),
+            service_prefix: format!("/user/{user}/"),
+            env,
+            ..SpawnRequest::default()
+        }
     }
 
     async fn wait_until_answers(url: &str) {

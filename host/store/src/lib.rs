@@ -13,6 +13,7 @@ mod postgres;
 mod records;
 mod sql_store;
 mod sqlite;
+mod verified;
 
 use async_trait::async_trait;
 use wasmhub_model::{GroupName, PlainToken, RoleName, ServerName, ServiceName, TokenId, UserName};
@@ -53,6 +54,8 @@ pub trait Store: Send + Sync {
     /// Creates the role or replaces its description and scopes (roles come from config at every start).
     async fn put_role(&self, name: &RoleName, description: &str, scopes: &[String]) -> StoreResult<Role>;
     async fn get_role(&self, name: &RoleName) -> StoreResult<Role>;
+    /// Only the role's scopes, in one query: what request authentication needs, without the role's holders.
+    async fn get_role_scopes(&self, name: &RoleName) -> StoreResult<Vec<String>>;
     async fn list_roles(&self) -> StoreResult<Vec<Role>>;
     async fn delete_role(&self, name: &RoleName) -> StoreResult<()>;
     /// Assigning a role twice is fine.
@@ -115,6 +118,9 @@ pub trait Store: Send + Sync {
     async fn get_server(&self, user: &UserName, name: &ServerName) -> StoreResult<Server>;
     /// One user's servers, or everyone's, ordered by user then name.
     async fn list_servers(&self, user: Option<&UserName>) -> StoreResult<Vec<Server>>;
+    /// The servers of all of `users` in one query (a page of the user list), ordered by user then name; names
+    /// that are not users have none.
+    async fn list_servers_of(&self, users: &[UserName]) -> StoreResult<Vec<Server>>;
     /// Applies `update`; a state change the state machine forbids is [`StoreError::IllegalTransition`] and
     /// changes nothing.
     async fn update_server(&self, user: &UserName, name: &ServerName, update: &ServerUpdate) -> StoreResult<Server>;

@@ -1,8 +1,12 @@
 //! [`Store`](crate::Store) on PostgreSQL, for hubs whose state must outlive the machine they run on.
 
+use std::sync::Arc;
+
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::verified::VerifiedTokens;
 
 // `StoreError` and the rest of the vocabulary are imported by the `sql_store!` expansion at the end of this file.
 
@@ -10,6 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl PostgresStore {
@@ -22,7 +27,7 @@ impl PostgresStore {
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new().max_connections(16).connect_with(options).await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()) })
     }
 
     /// The underlying pool, for tests that inspect what is stored.

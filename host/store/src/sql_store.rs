@@ -516,6 +516,15 @@ macro_rules! sql_store {
                 self.role_from_row(&row).await
             }
 
+            async fn get_role_scopes(&self, role: &RoleName) -> StoreResult<Vec<String>> {
+                let row = sqlx::query("SELECT scopes FROM roles WHERE name = $1")
+                    .bind(role.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("role", role.as_str()))?;
+                Ok(decode_scopes(&row.try_get::<String, _>("scopes")?))
+            }
+
             async fn list_roles(&self) -> StoreResult<Vec<Role>> {
                 let rows = sqlx::query(concat!(
                     "SELECT id, name, description, scopes FROM roles ORDER BY name ",
@@ -658,7 +667,7 @@ macro_rules! sql_store {
                     .fetch_all(&self.pool)
                     .await?;
                 for row in &rows {
-                    if parse_hash(&row.try_get::<String, _>("hashed")?)?.matches(token.as_str()) {
+                    if self.verified.matches(token.as_str(), &row.try_get::<String, _>("hashed")?)? {
                         return token_from_row(row);
                     }
                 }
@@ -971,6 +980,26 @@ macro_rules! sql_store {
                     }
                 };
                 rows.iter().map(server_from_row).collect()
+            }
+
+            async fn list_servers_of(&self, users: &[UserName]) -> StoreResult<Vec<Server>> {
+                let mut servers = Vec::new();
+                // One statement per chunk keeps under SQLite's bound-parameter limit.
+                for chunk in users.chunks(500) {
+                    let sql = format!(
+                        "{SERVER_COLUMNS_FROM} WHERE u.name IN ({}) ORDER BY u.name {byte_order}, s.name {byte_order}",
+                        placeholders(chunk.len()),
+                        byte_order = $byte_order
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for user in chunk {
+                        query = query.bind(user.as_str());
+                    }
+                    for row in query.fetch_all(&self.pool).await? {
+                        servers.push(server_from_row(&row)?);
+                    }
+                }
+                Ok(servers)
             }
 
             async fn update_server(

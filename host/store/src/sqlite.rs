@@ -2,11 +2,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::verified::VerifiedTokens;
 
 // `StoreError` and the rest of the vocabulary are imported by the `sql_store!` expansion at the end of this file.
 
@@ -14,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl SqliteStore {
@@ -40,7 +44,7 @@ impl SqliteStore {
     async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()) })
     }
 
     /// The underlying pool, for tests that inspect what is stored.

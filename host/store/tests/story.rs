@@ -216,6 +216,7 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     store.assign_role(&reader, &RoleHolder::Group(staff.clone())).await.unwrap();
     store.assign_role(&reader, &RoleHolder::Service(culler.clone())).await.unwrap();
     let role = store.get_role(&reader).await.unwrap();
+    assert_eq!(store.get_role_scopes(&reader).await.unwrap(), role.scopes);
     assert_eq!(
         (names(&role.users), names(&role.groups), names(&role.services)),
         (vec!["alice"], vec!["staff"], vec!["idle-culler"])
@@ -236,6 +237,7 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     );
     store.delete_role(&writer).await.unwrap();
     assert_not_found(store.get_role(&writer).await);
+    assert_not_found(store.get_role_scopes(&writer).await);
     assert_not_found(store.delete_role(&writer).await);
 
     // === API tokens ===
@@ -487,6 +489,12 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     assert_eq!(keys, vec![("alice", ""), ("bob", "gpu")]);
     assert_eq!(store.list_servers(Some(&bob)).await.unwrap().len(), 1);
     assert_not_found(store.list_servers(Some(&nobody)).await);
+    let of_page = store.list_servers_of(&[bob.clone(), nobody.clone(), alice.clone()]).await.unwrap();
+    let keys: Vec<_> = of_page.iter().map(|server| (server.user.as_str(), server.name.as_str())).collect();
+    assert_eq!(keys, vec![("alice", ""), ("bob", "gpu")]);
+    assert_eq!(of_page[0], all_servers[0]);
+    assert!(store.list_servers_of(&[nobody.clone()]).await.unwrap().is_empty());
+    assert!(store.list_servers_of(&[]).await.unwrap().is_empty());
 
     assert!(matches!(store.delete_server(&alice, &default_server).await, Err(StoreError::ServerActive { .. })));
     store.update_server(&alice, &default_server, &to(SpawnState::Stopping)).await.unwrap();

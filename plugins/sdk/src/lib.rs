@@ -156,6 +156,25 @@ pub mod profiles {
         profiles.iter().map(|profile| Ok((profile.slug.clone(), definition(profile)?))).collect()
     }
 
+    /// The `(slug, definition)` pairs `resolve_kubespawner_choice` needs for `choice`: the named profile, or for
+    /// an empty slug the profiles up to the first default. Parses only those, so resolving costs the same for
+    /// a long profile list as for a short one.
+    pub fn chosen_definitions(profiles: &[Profile], choice: &Choice) -> Result<Vec<(String, serde_json::Value)>, String> {
+        if !choice.profile.is_empty() {
+            return profiles.iter().filter(|profile| profile.slug == choice.profile).take(1).map(|profile| Ok((profile.slug.clone(), definition(profile)?))).collect();
+        }
+        let mut chosen = Vec::new();
+        for profile in profiles {
+            let parsed = definition(profile)?;
+            let is_default = parsed.get("default") == Some(&true.into());
+            chosen.push((profile.slug.clone(), parsed));
+            if is_default {
+                break;
+            }
+        }
+        Ok(chosen)
+    }
+
     /// KubeSpawner's resolution of a choice against `(slug, definition)` pairs: the default profile for an empty
     /// slug, a listed choice or validated free text (`unlisted_choice.validation_regex`, Python `re.match`
     /// semantics, `{value}` substituted) per option, option defaults, and the overrides merged in declaration
@@ -278,7 +297,33 @@ pub mod pods {
         }
 
         /// The patch operations to apply (an empty list leaves the Pod alone).
-        fn mutate_pod(settings: &Self::Settings, context: SpawnContext, pod: serde_json::Value) -> Result<Vec<PatchOperation>, String>;
+        fn mutate_pod(settings: &Self::Settings, context: SpawnContext, pod: PodJson) -> Result<Vec<PatchOperation>, String>;
+    }
+
+    /// The Pod the spawner built, as the JSON text the host sent. It is parsed only when a policy asks, and
+    /// straight into the type it asks for: a policy that decides from the context alone never parses it.
+    pub struct PodJson(String);
+
+    impl PodJson {
+        #[doc(hidden)]
+        pub fn new(json: String) -> PodJson {
+            PodJson(json)
+        }
+
+        pub fn as_str(&self) -> &str {
+            &self.0
+        }
+
+        /// The Pod as a JSON value.
+        pub fn value(&self) -> Result<serde_json::Value, String> {
+            serde_json::from_str(&self.0).map_err(|error| format!("the Pod is not JSON: {error}"))
+        }
+
+        /// The Pod as k8s-openapi's typed `Pod`.
+        #[cfg(feature = "k8s")]
+        pub fn typed(&self) -> Result<k8s_openapi::api::core::v1::Pod, String> {
+            serde_json::from_str(&self.0).map_err(|error| format!("the Pod does not parse: {error}"))
+        }
     }
 
     /// One JSON Patch operation; the host accepts only these three.
@@ -296,12 +341,6 @@ pub mod pods {
             let value = serde_json::to_value(value).map_err(|error| error.to_string())?;
             Ok(PatchOperation::Add { path: path.into(), value })
         }
-    }
-
-    /// The Pod as k8s-openapi's typed `Pod`.
-    #[cfg(feature = "k8s")]
-    pub fn typed_pod(pod: &serde_json::Value) -> Result<k8s_openapi::api::core::v1::Pod, String> {
-        serde_json::from_value(pod.clone()).map_err(|error| format!("the Pod does not parse: {error}"))
     }
 }
 
@@ -386,7 +425,7 @@ macro_rules! register {
         impl $crate::pods_world::exports::wasmhub::policy::pods::Guest for __WasmhubPolicyExport {
             fn mutate_pod(settings: String, context: $crate::pods::SpawnContext, pod_json: String) -> Result<String, String> {
                 let parsed = $crate::parse_settings(&settings)?;
-                let pod = $crate::serde_json::from_str(&pod_json).map_err(|error| format!("the Pod is not JSON: {error}"))?;
+                let pod = $crate::pods::PodJson::new(pod_json);
                 let patch = <$policy as $crate::pods::PodPolicy>::mutate_pod(&parsed, context, pod)?;
                 $crate::serde_json::to_string(&patch).map_err(|error| error.to_string())
             }

@@ -1,8 +1,9 @@
 // Shared by the four hostile test guests (included with `include!`): what to do wrong, chosen by settings.
 
 /// `{"behaviour": "...", "only_for": "name"}`. Behaviours: `ok`, `loop`, `memory-bomb`, `panic`, `malformed`,
-/// `error`, or `bad-settings` (refused by validate-settings). With `only_for`, the guest misbehaves only when
-/// the call is about that user, so a version passes the host's smoke call and fails on real traffic.
+/// `error`, `remember` (fails if it finds what an earlier call wrote), or `bad-settings` (refused by
+/// validate-settings). With `only_for`, the guest misbehaves only when the call is about that user, so a version
+/// passes the host's smoke call and fails on real traffic.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
@@ -33,6 +34,21 @@ fn misbehave(settings: &Settings, user_name: &str) -> Result<bool, String> {
         }
         "panic" => panic!("hostile guest panics on purpose"),
         "error" => Err("hostile guest returns an error on purpose".to_owned()),
+        "remember" => {
+            // Marks a static and 1 MiB of heap that the allocator hands out as already zeroed; a later call
+            // that finds a mark saw an earlier call's memory.
+            static MARK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            if MARK.swap(1, std::sync::atomic::Ordering::Relaxed) != 0 {
+                return Err("a static still holds an earlier call's mark".to_owned());
+            }
+            let mut heap = vec![0u8; 1024 * 1024];
+            if heap.iter().any(|byte| *byte != 0) {
+                return Err("fresh heap still holds an earlier call's bytes".to_owned());
+            }
+            heap.fill(0xab);
+            std::hint::black_box(&heap);
+            Ok(false)
+        }
         "malformed" => Ok(true),
         _ => Ok(false),
     }

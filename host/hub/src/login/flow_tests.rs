@@ -582,7 +582,7 @@ async fn spawn_page_starts_the_server_and_user_urls_lead_to_it() {
         if pending.status == StatusCode::FOUND {
             target = location(&pending).to_owned();
         } else {
-            assert!(pending.text.contains("http-equiv=\"refresh\""), "{}", pending.text);
+            assert!(pending.text.contains("id=\"progress-bar\""), "{}", pending.text);
         }
     }
     assert_eq!(target, "/user/alice/");
@@ -598,4 +598,49 @@ async fn spawn_page_starts_the_server_and_user_urls_lead_to_it() {
     let stop = format!("/hub/api/users/alice/server?_xsrf={}", browser.xsrf());
     let answer = browser.request(&hub.app, Method::DELETE, &stop, None, &[]).await;
     assert!(answer.status == StatusCode::NO_CONTENT || answer.status == StatusCode::ACCEPTED, "{}", answer.text);
+}
+
+#[tokio::test]
+async fn assets_are_cached_and_the_profile_form_refuses_forgeries() {
+    let profiles = wasmhub_policy::hooks::initialize_profiles(&[
+        serde_json::json!({"display_name": "Small"}),
+        serde_json::json!({"display_name": "Big", "slug": "big"}),
+    ])
+    .unwrap();
+    let hub = login_hub(allow_all(), |config| config.profiles = profiles, false).await;
+    let mut browser = Browser::default();
+    let login = browser.get(&hub.app, "/hub/login").await;
+    let start = login.text.find("/hub/static/style.css?v=").expect("a versioned stylesheet link");
+    let css_url = &login.text[start..start + login.text[start..].find('"').unwrap()];
+    let css = browser.get(&hub.app, css_url).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.headers[header::CACHE_CONTROL].to_str().unwrap().contains("max-age=31536000"));
+    assert!(css.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
+    let etag = css.headers[header::ETAG].to_str().unwrap().to_owned();
+    let unversioned = browser.get(&hub.app, "/hub/static/style.css").await;
+    assert_eq!(unversioned.headers[header::CACHE_CONTROL], "no-cache");
+    let revalidated =
+        browser.request(&hub.app, Method::GET, "/hub/static/style.css", None, &[("if-none-match", &etag)]).await;
+    assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(browser.get(&hub.app, "/hub/static/nope.js").await.status, StatusCode::NOT_FOUND);
+
+    let answer = browser.log_in(&hub.app, "alice", PASSWORD, "").await;
+    assert_eq!(location(&answer), "/hub/spawn");
+    let form = browser.get(&hub.app, "/hub/spawn").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+    assert!(form.text.contains("id=\"profile-item-small\"") && form.text.contains("id=\"profile-item-big\""));
+    let token_page = browser.get(&hub.app, "/hub/token").await;
+    assert!(token_page.text.contains("request-token-btn"), "{}", token_page.text);
+    let admin = browser.get(&hub.app, "/hub/admin").await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN, "alice has no admin-ui");
+
+    let form_type = [("content-type", "application/x-www-form-urlencoded")];
+    let forged = browser.request(&hub.app, Method::POST, "/hub/spawn", Some("profile=big"), &form_type).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    let body = format!("profile=nope&_xsrf={}", browser.xsrf());
+    let unknown = browser.request(&hub.app, Method::POST, "/hub/spawn", Some(&body), &form_type).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+    assert!(unknown.text.contains("no profile named") && unknown.text.contains("spawn_form"), "{}", unknown.text);
+    let servers = hub.store.list_servers(None).await.unwrap();
+    assert!(servers.iter().all(|server| !server.state.is_active()), "nothing was started: {servers:?}");
 }

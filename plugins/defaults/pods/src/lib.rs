@@ -2,7 +2,7 @@
 //! so the interface is proven by our own default and sites have a starting point.
 
 use serde::Deserialize;
-use wasmhub_policy_sdk::pods::{PatchOperation, PodPolicy, SpawnContext};
+use wasmhub_policy_sdk::pods::{PatchOperation, PodJson, PodPolicy, SpawnContext};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -13,7 +13,7 @@ pub struct Identity;
 impl PodPolicy for Identity {
     type Settings = Settings;
 
-    fn mutate_pod(_settings: &Settings, _context: SpawnContext, _pod: serde_json::Value) -> Result<Vec<PatchOperation>, String> {
+    fn mutate_pod(_settings: &Settings, _context: SpawnContext, _pod: PodJson) -> Result<Vec<PatchOperation>, String> {
         Ok(Vec::new())
     }
 }

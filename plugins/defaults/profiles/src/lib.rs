@@ -22,7 +22,7 @@ impl ProfilePolicy for KubeSpawnerProfiles {
     }
 
     fn resolve_choice(_settings: &Settings, _user: User, profiles: Vec<Profile>, choice: Choice) -> Result<Resolution, String> {
-        profiles::resolve_kubespawner_choice(&profiles::definitions(&profiles)?, &choice)
+        profiles::resolve_kubespawner_choice(&profiles::chosen_definitions(&profiles, &choice)?, &choice)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use wasmhub_policy_sdk::k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use wasmhub_policy_sdk::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use wasmhub_policy_sdk::pods::{self, PatchOperation, PodPolicy, SpawnContext};
+use wasmhub_policy_sdk::pods::{PatchOperation, PodJson, PodPolicy, SpawnContext};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,11 +43,11 @@ impl PodPolicy for GpuPod {
         Ok(())
     }
 
-    fn mutate_pod(settings: &Settings, context: SpawnContext, pod: serde_json::Value) -> Result<Vec<PatchOperation>, String> {
+    fn mutate_pod(settings: &Settings, context: SpawnContext, pod: PodJson) -> Result<Vec<PatchOperation>, String> {
         if !settings.gpu_profiles.contains(&context.profile) {
             return Ok(Vec::new());
         }
-        let pod = pods::typed_pod(&pod)?;
+        let pod = pod.typed()?;
         let spec = pod.spec.unwrap_or_default();
         let mut node_selector = spec.node_selector.unwrap_or_default();
         node_selector.extend(settings.node_selector.clone());

@@ -1,7 +1,7 @@
 //! Test guest: a pods policy that misbehaves as its settings say (see `../hostile/behaviour.rs`). When it
 //! behaves, it adds a label.
 
-use wasmhub_policy_sdk::pods::{PatchOperation, PodPolicy, SpawnContext};
+use wasmhub_policy_sdk::pods::{PatchOperation, PodJson, PodPolicy, SpawnContext};
 
 include!("../../hostile/behaviour.rs");
 
@@ -14,7 +14,7 @@ impl PodPolicy for Hostile {
         validate(settings)
     }
 
-    fn mutate_pod(settings: &Settings, context: SpawnContext, _pod: serde_json::Value) -> Result<Vec<PatchOperation>, String> {
+    fn mutate_pod(settings: &Settings, context: SpawnContext, _pod: PodJson) -> Result<Vec<PatchOperation>, String> {
         if misbehave(settings, &context.user.name)? {
             // Malformed: escalate privileges, outside every default allowed path.
             return Ok(vec![PatchOperation::add("/spec/containers/0/securityContext", serde_json::json!({"privileged": true}))?]);

@@ -1,0 +1,204 @@
+//! Profiles on the spawn page and at spawn time: which of `HubConfig::profiles` a user sees, KubeSpawner's form
+//! fields turned into `user_options` (`options_from_form`), and `user_options` turned into a choice the profiles
+//! hook validates (`_load_profile`).
+//!
+//! The hook is the policy host's when the hub has one (a policy file, or its native defaults) and KubeSpawner's
+//! native rules otherwise. A call may run a WebAssembly guest up to its deadline, so it runs off the async workers.
+
+use minijinja::{Value as TemplateValue, context};
+use serde_json::{Map, Value};
+use wasmhub_policy::hooks::{self, OptionChoice, OptionValue, Profile, ProfileChoice, ProfileResolution};
+use wasmhub_policy::native;
+use wasmhub_store::User;
+
+use crate::Hub;
+
+/// KubeSpawner's value of a select whose free-text field holds the choice.
+const UNLISTED: &str = "unlisted-choice";
+const UNLISTED_SUFFIX: &str = "--unlisted-choice";
+
+fn policy_user(user: &User) -> hooks::User {
+    hooks::User {
+        name: user.name.to_string(),
+        admin: user.admin,
+        groups: user.groups.iter().map(|group| group.to_string()).collect(),
+    }
+}
+
+/// The configured profiles `user` may see, in configured order.
+pub(crate) async fn visible(hub: &Hub, user: &User) -> Vec<Profile> {
+    let profiles = hub.config().profiles.clone();
+    if profiles.is_empty() {
+        return profiles;
+    }
+    let policy_user = policy_user(user);
+    let slugs = match hub.policy() {
+        Some(policy) => {
+            let policy = policy.clone();
+            let list = profiles.clone();
+            // A panic shows nothing rather than everything: failure never widens access.
+            tokio::task::spawn_blocking(move || policy.visible_profiles(&policy_user, &list)).await.unwrap_or_default()
+        }
+        None => native::visible_profiles(&native::ProfileSettings::default(), &policy_user, &profiles),
+    };
+    profiles.into_iter().filter(|profile| slugs.contains(&profile.slug)).collect()
+}
+
+/// KubeSpawner's `options_from_form`: `profile`, and the chosen profile's `profile-option-<slug>--<option>`
+/// fields under their option names (free text under `<option>--unlisted-choice`).
+pub(crate) fn options_from_form(fields: &[(String, String)]) -> Map<String, Value> {
+    let mut options = Map::new();
+    let Some((_, profile)) = fields.iter().find(|(key, _)| key == "profile") else { return options };
+    options.insert("profile".to_owned(), Value::String(profile.clone()));
+    let prefix = format!("profile-option-{profile}--");
+    for (key, value) in fields {
+        if let Some(option) = key.strip_prefix(&prefix) {
+            // The free-text field is always in the form; empty, it chose nothing.
+            if option.ends_with(UNLISTED_SUFFIX) && value.is_empty() {
+                continue;
+            }
+            options.insert(option.to_owned(), Value::String(value.clone()));
+        }
+    }
+    options
+}
+
+/// The choice `user_options` names: the profile (empty for the default) and each option's listed key or text.
+pub(crate) fn choice_from_options(profiles: &[Profile], options: &Map<String, Value>) -> ProfileChoice {
+    let text = |key: &str| options.get(key).and_then(Value::as_str).map(str::to_owned);
+    let profile = text("profile").unwrap_or_default();
+    let definition = profiles.iter().find(|candidate| candidate.slug == profile).map(|found| &found.definition);
+    let mut choice = ProfileChoice { profile, options: Vec::new() };
+    let Some(option_names) = definition.and_then(|definition| definition.get("profile_options")?.as_object().cloned())
+    else {
+        return choice;
+    };
+    for option in option_names.keys() {
+        let unlisted = text(&format!("{option}{UNLISTED_SUFFIX}"));
+        let value = match (text(option), unlisted) {
+            (Some(listed), _) if listed != UNLISTED => OptionValue::Listed(listed),
+            (_, Some(typed)) => OptionValue::Unlisted(typed),
+            _ => continue,
+        };
+        choice.options.push(OptionChoice { option: option.clone(), value });
+    }
+    choice
+}
+
+/// Validates the profile choice in `user_options` for `user`; `Err` is the reason to show them.
+pub(crate) async fn check(hub: &Hub, user: &User, options: &Map<String, Value>) -> Result<(), String> {
+    let profiles = hub.config().profiles.clone();
+    if profiles.is_empty() {
+        return Ok(());
+    }
+    let choice = choice_from_options(&profiles, options);
+    let policy_user = policy_user(user);
+    let resolution = match hub.policy() {
+        Some(policy) => {
+            let policy = policy.clone();
+            tokio::task::spawn_blocking(move || policy.resolve_profile(&policy_user, &profiles, &choice))
+                .await
+                .unwrap_or_else(|error| ProfileResolution::Rejected {
+                    reason: format!("the profiles hook failed: {error}"),
+                })
+        }
+        None => native::resolve_choice(&native::ProfileSettings::default(), &policy_user, &profiles, &choice)
+            .unwrap_or_else(|error| ProfileResolution::Rejected {
+                reason: format!("the profile list is invalid: {error}"),
+            }),
+    };
+    match resolution {
+        ProfileResolution::Resolved { .. } => Ok(()),
+        ProfileResolution::Rejected { reason } => Err(reason),
+    }
+}
+
+/// The profiles as `spawn.html` iterates them: options and choices as ordered lists.
+pub(crate) fn for_template(profiles: &[Profile]) -> Vec<TemplateValue> {
+    let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_owned();
+    let flag = |value: Option<&Value>| value.and_then(Value::as_bool).unwrap_or(false);
+    profiles
+        .iter()
+        .map(|profile| {
+            let definition = &profile.definition;
+            let empty = Map::new();
+            let options =
+                definition.get("profile_options").and_then(Value::as_object).unwrap_or(&empty).iter().map(|(name, option)| {
+                    let choices: Vec<TemplateValue> = option
+                        .get("choices")
+                        .and_then(Value::as_object)
+                        .unwrap_or(&empty)
+                        .iter()
+                        .map(|(key, choice)| {
+                            context! {
+                                key => key,
+                                display_name => text(choice.get("display_name")),
+                                default => flag(choice.get("default")),
+                            }
+                        })
+                        .collect();
+                    let unlisted = option.get("unlisted_choice");
+                    let field = |key: &str| unlisted.and_then(|unlisted| unlisted.get(key));
+                    let in_choices = text(field("display_name_in_choices"));
+                    context! {
+                        name => name,
+                        display_name => text(option.get("display_name")),
+                        choices => choices,
+                        unlisted => context! {
+                            enabled => flag(field("enabled")),
+                            display_name => text(field("display_name")),
+                            display_name_in_choices => if in_choices.is_empty() { "Other...".to_owned() } else { in_choices },
+                            validation_regex => text(field("validation_regex")),
+                            validation_message => text(field("validation_message")),
+                        },
+                    }
+                });
+            context! {
+                slug => profile.slug,
+                display_name => text(definition.get("display_name")),
+                description => text(definition.get("description")),
+                default => flag(definition.get("default")),
+                options => options.collect::<Vec<_>>(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_fields_become_kubespawner_user_options_and_a_choice() {
+        let profiles = hooks::initialize_profiles(&[
+            serde_json::json!({"display_name": "CPU"}),
+            serde_json::json!({"display_name": "GPU", "slug": "gpu", "profile_options": {
+                "image": {"choices": {"torch": {"display_name": "PyTorch"}}, "unlisted_choice": {"enabled": true}},
+                "size": {"choices": {"s": {}, "l": {}}}
+            }}),
+        ])
+        .unwrap();
+        let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+        };
+        let fields = pairs(&[
+            ("_xsrf", "x"),
+            ("profile", "gpu"),
+            ("profile-option-cpu--image", "ignored"),
+            ("profile-option-gpu--image", "unlisted-choice"),
+            ("profile-option-gpu--image--unlisted-choice", "my/image:1"),
+            ("profile-option-gpu--size", "l"),
+        ]);
+        let options = options_from_form(&fields);
+        assert_eq!(
+            Value::Object(options.clone()),
+            serde_json::json!({"profile": "gpu", "image": "unlisted-choice", "image--unlisted-choice": "my/image:1", "size": "l"})
+        );
+        let choice = choice_from_options(&profiles, &options);
+        assert_eq!(choice.profile, "gpu");
+        assert_eq!(choice.options[0].value, OptionValue::Unlisted("my/image:1".into()));
+        assert_eq!(choice.options[1].value, OptionValue::Listed("l".into()));
+        assert_eq!(for_template(&profiles).len(), 2);
+        assert!(options_from_form(&pairs(&[("_xsrf", "x")])).is_empty());
+    }
+}

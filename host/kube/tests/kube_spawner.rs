@@ -1,0 +1,271 @@
+//! The Kubernetes spawner against the fake API server: the seed's profiles give the expected Pods and PVCs
+//! (golden files), failures surface within seconds, a thousand concurrent spawns cost a few API calls each, a
+//! spawn interrupted by a hub restart is adopted, stop waits for the pod to go, orphans are collected, and every
+//! object the fake stored passes `kubernetes-validate --strict`.
+//!
+//! `UPDATE_GOLDEN=1` rewrites the golden files instead of comparing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
+use wasmhub_policy::{PolicyHost, PolicyHostConfig};
+use wasmhub_spawner::{PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState};
+use wasmhub_testkit::fake_k8s::{FakeApiServer, FakeConfig, PodMatch, Resource, Scenario};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn load_config(yaml: &str) -> wasmhub_config::Config {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wasmhub.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    wasmhub_config::check(&path).unwrap_or_else(|errors| panic!("{errors:?}"))
+}
+
+fn fixture(name: &str) -> wasmhub_config::Config {
+    let path = repo_root().join("deploy/examples").join(name);
+    wasmhub_config::check(&path).unwrap_or_else(|errors| panic!("{errors:?}"))
+}
+
+fn policy() -> Arc<PolicyHost> {
+    Arc::new(PolicyHost::start(PolicyHostConfig::default()).unwrap())
+}
+
+async fn spawner(fake: &FakeApiServer, config: &wasmhub_config::Config) -> KubeSpawner {
+    let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
+    let settings = KubeSpawnerConfig::from_config(config, &namespace).unwrap();
+    KubeSpawner::new(client, settings, policy()).await
+}
+
+fn request(user: &str, options: Value) -> SpawnRequest {
+    let prefix = format!("/user/{user}/");
+    let context = wasmhub_spawner::SingleUserContext {
+        user: user.into(),
+        api_token: "token-for-golden-files".into(),
+        hub_api_url: "http://hub:8081/hub/api".into(),
+        base_url: "/".into(),
+        ..Default::default()
+    };
+    SpawnRequest {
+        user: user.into(),
+        server_name: String::new(),
+        service_prefix: prefix,
+        env: wasmhub_spawner::singleuser_env(&context),
+        user_options: options.as_object().cloned().unwrap_or_default(),
+        ..SpawnRequest::default()
+    }
+}
+
+/// The stored object without what the server or the clock decides.
+fn normalised(mut object: Value) -> Value {
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        for key in ["uid", "creationTimestamp", "resourceVersion", "generation", "namespace"] {
+            metadata.remove(key);
+        }
+    }
+    if let Some(object) = object.as_object_mut() {
+        object.remove("status");
+    }
+    object
+}
+
+fn check_golden(name: &str, actual: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} is missing; UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(text, expected, "{name} differs from {}", path.display());
+}
+
+/// `kubernetes-validate --strict` for Kubernetes 1.33 on every object the fake stored.
+fn validate_with_kubernetes_validate(fake: &FakeApiServer) {
+    let peers = std::env::var_os("WASMHUB_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/wasmhub/peers"));
+    let validator = peers.join("venv-k8s/bin/kubernetes-validate");
+    assert!(validator.exists(), "{} is missing: run `tests/peers/install.sh`", validator.display());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    let count = fake.dump_stored_objects(&file).unwrap();
+    assert!(count > 0);
+    let output = std::process::Command::new(&validator)
+        .args(["--strict", "--quiet", "-k", "1.33.0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubernetes-validate refused objects the fake stored:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn seed_profiles_give_the_expected_pods_and_claims() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    // The data science and root profiles mount a claim the operator made.
+    fake.create(
+        Resource::PersistentVolumeClaims,
+        fake.namespace(),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "jupyter-notebook-tf"},
+               "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "50Gi"}}}}),
+    )
+    .unwrap();
+    let cases: [(&str, wasmhub_config::Config, &str, Value); 5] = [
+        ("minimal", fixture("profile-list.yaml"), "alice", json!({})),
+        ("data-science", fixture("profile-list.yaml"), "bob", json!({"profile": "data-science-environment"})),
+        ("custom-root", fixture("custom-image-root.yaml"), "carol", json!({})),
+        ("lab", fixture("lab-profile.yaml"), "dave", json!({})),
+        ("default-storage", load_config("singleuser:\n  defaultUrl: /lab\n"), "Erin.Smith@example.com", json!({})),
+    ];
+    for (name, config, user, options) in cases {
+        let spawner = spawner(&fake, &config).await;
+        let request = request(user, options);
+        let prepared = spawner.prepare(&request).await.unwrap();
+        let started = tokio::time::timeout(Duration::from_secs(10), spawner.start(&request, &prepared))
+            .await
+            .expect("spawn in time")
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert!(started.url.starts_with("http://10.244."), "{}", started.url);
+        let state: Value = serde_json::from_str(&started.state.0).unwrap();
+        let pod = fake.get(Resource::Pods, fake.namespace(), state["pod_name"].as_str().unwrap()).unwrap();
+        check_golden(&format!("{name}-pod"), &normalised(pod));
+        if let Some(claim) = state["pvc_name"].as_str() {
+            let claim = fake.get(Resource::PersistentVolumeClaims, fake.namespace(), claim).unwrap();
+            check_golden(&format!("{name}-pvc"), &normalised(claim));
+        }
+        assert_eq!(spawner.poll(&started.state).await.unwrap(), PollStatus::Running);
+        spawner.stop(&started.state).await.unwrap();
+        assert_eq!(spawner.poll(&started.state).await.unwrap(), PollStatus::Exited { code: None });
+        assert!(
+            fake.get(Resource::Pods, fake.namespace(), state["pod_name"].as_str().unwrap()).is_none(),
+            "stop waits"
+        );
+    }
+    validate_with_kubernetes_validate(&fake);
+}
+
+#[tokio::test]
+async fn profile_choices_are_resolved_and_refused() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    let spawner = spawner(&fake, &fixture("profile-list.yaml")).await;
+    let error = spawner.prepare(&request("alice", json!({"profile": "gpu"}))).await.unwrap_err();
+    assert!(matches!(error, SpawnError::Rejected(_)), "{error}");
+    let state = spawner.prepare(&request("alice", json!({"profile": "data-science-environment"}))).await.unwrap();
+    let state: Value = serde_json::from_str(&state.0).unwrap();
+    assert_eq!(state["profile"], "data-science-environment");
+    assert_eq!(state["pod_name"], "jupyter-alice");
+}
+
+#[tokio::test]
+async fn failures_surface_within_seconds_with_readable_messages() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    fake.set_scenario(PodMatch::Name("jupyter-pull".into()), Scenario::ImagePullError);
+    fake.set_scenario(PodMatch::Name("jupyter-huge".into()), Scenario::Unschedulable);
+    fake.set_scenario(PodMatch::Name("jupyter-crash".into()), Scenario::CrashLoop);
+    let spawner = spawner(&fake, &load_config("singleuser:\n  storage:\n    type: none\n")).await;
+    for (user, expected) in [
+        ("pull", "the image cannot be pulled (ErrImagePull)"),
+        ("huge", "the pod cannot be scheduled: 0/3 nodes are available: 3 Insufficient cpu."),
+        ("crash", "the server keeps crashing (CrashLoopBackOff)"),
+    ] {
+        let request = request(user, json!({}));
+        let prepared = spawner.prepare(&request).await.unwrap();
+        let mut progress = spawner.progress(&prepared).expect("progress while spawning");
+        let began = Instant::now();
+        let error = spawner.start(&request, &prepared).await.unwrap_err();
+        assert!(began.elapsed() < Duration::from_secs(3), "{user} took {:?}", began.elapsed());
+        assert!(error.to_string().starts_with(expected), "{user}: {error}");
+        let mut messages = Vec::new();
+        while let Ok(message) = progress.try_recv() {
+            messages.push(message);
+        }
+        assert!(!messages.is_empty(), "{user}: no progress from the pod's events");
+        assert!(messages.iter().all(|message| message.contains(" [Normal] ") || message.contains(" [Warning] ")));
+        spawner.stop(&prepared).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_spawns_cost_a_few_calls_each() {
+    let spawns_env = std::env::var("WASMHUB_KUBE_SPAWNS").ok().and_then(|n| n.parse().ok());
+    let spawns: usize = spawns_env.unwrap_or(1000);
+    let fake = FakeApiServer::start(FakeConfig { kubelet_step: Duration::from_millis(50), ..FakeConfig::default() })
+        .await
+        .unwrap();
+    let spawner = Arc::new(spawner(&fake, &load_config("singleuser:\n  storage:\n    type: none\n")).await);
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for index in 0..spawns {
+        let spawner = spawner.clone();
+        tasks.push(tokio::spawn(async move {
+            let request = request(&format!("user{index}"), json!({}));
+            let prepared = spawner.prepare(&request).await?;
+            spawner.start(&request, &prepared).await
+        }));
+    }
+    let mut states = Vec::new();
+    for task in tasks {
+        states.push(task.await.unwrap().unwrap().state);
+    }
+    let elapsed = began.elapsed();
+    let calls = fake.api_calls();
+    let per_spawn: BTreeMap<_, f64> =
+        calls.iter().map(|(key, count)| (key.clone(), *count as f64 / spawns as f64)).collect();
+    eprintln!("{spawns} spawns in {elapsed:?}; API calls per spawn: {per_spawn:?}");
+    assert!(fake.api_call_count("list", Resource::Pods) <= 1, "the pod cache relisted: {calls:?}");
+    assert!(fake.api_call_count("watch", Resource::Pods) <= 2, "{calls:?}");
+    assert_eq!(fake.api_call_count("create", Resource::Pods), spawns as u64);
+    let total: u64 = calls.values().sum();
+    assert!(total as f64 / (spawns as f64) <= 3.1, "{calls:?}");
+    for state in &states {
+        assert_eq!(spawner.poll(state).await.unwrap(), PollStatus::Running);
+    }
+    assert!(fake.api_calls().values().sum::<u64>() == total, "poll is answered from the cache");
+}
+
+#[tokio::test]
+async fn a_spawn_interrupted_by_a_restart_is_adopted_and_orphans_are_collected() {
+    let fake = FakeApiServer::start(FakeConfig { kubelet_step: Duration::from_millis(300), ..FakeConfig::default() })
+        .await
+        .unwrap();
+    let config = load_config("singleuser:\n  storage:\n    type: none\n");
+    let request = request("alice", json!({}));
+    let prepared = {
+        let first = Arc::new(spawner(&fake, &config).await);
+        let prepared = first.prepare(&request).await.unwrap();
+        let (spawning, state) = (first.clone(), prepared.clone());
+        let request = request.clone();
+        let task = tokio::spawn(async move { spawning.start(&request, &state).await });
+        while fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The hub dies mid-spawn: its task and its spawner are gone, the pod stays.
+        task.abort();
+        prepared
+    };
+    let uid = fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap()["metadata"]["uid"].clone();
+    let second = spawner(&fake, &config).await;
+    assert_eq!(second.poll(&prepared).await.unwrap(), PollStatus::Running, "adopted by its labels and annotations");
+    let started = second.start(&request, &prepared).await.unwrap();
+    assert_eq!(fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap()["metadata"]["uid"], uid);
+    assert_eq!(fake.api_call_count("create", Resource::Pods), 1, "adopted, not recreated");
+    // A pod no server record knows is collected; a known one is kept.
+    let orphan = second.prepare(&self::request("bob", json!({}))).await.unwrap();
+    second.start(&self::request("bob", json!({})), &orphan).await.unwrap();
+    let collected = second.collect_orphans(&[started.state.clone()]).await.unwrap();
+    assert_eq!(collected, ["jupyter-bob"]);
+    second.stop(&SpawnerState(orphan.0)).await.unwrap();
+    assert_eq!(second.poll(&started.state).await.unwrap(), PollStatus::Running);
+}
