@@ -167,8 +167,8 @@ fn drop_to_active() {
     println!("| component | precompiled cache | drop → active ms |");
     println!("|---|---|---|");
     for (label, component, settings) in [
-        ("defaults/cull (126 KB)", plugins::WASMHUB_DEFAULT_CULL, "{}"),
-        ("defaults/auth (830 KB)", plugins::WASMHUB_DEFAULT_AUTH, "{}"),
+        ("defaults/cull (115 KB)", plugins::WASMHUB_DEFAULT_CULL, "{}"),
+        ("defaults/auth (847 KB)", plugins::WASMHUB_DEFAULT_AUTH, "{}"),
     ] {
         let hook = if component == plugins::WASMHUB_DEFAULT_CULL { "cull" } else { "auth" };
         for cache_state in ["cold", "warm"] {

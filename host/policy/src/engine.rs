@@ -115,10 +115,11 @@ impl PolicyEngine {
         &self.inner.engine
     }
 
-    /// Deadline in epoch ticks for a wall-clock budget.
+    /// Deadline in epoch ticks for a wall-clock budget. The next tick may be due at any moment, so one tick
+    /// more than the budget guarantees a guest at least its whole budget (it may get up to one tick extra).
     pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
         let tick_nanos = EPOCH_TICK.as_nanos().max(1);
-        u64::try_from(timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX).max(1)
+        u64::try_from(timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX).max(1).saturating_add(1)
     }
 
     /// Compiles a component, or rehydrates it from the cache. Runs on the loader thread, never on a request.
