@@ -19,7 +19,7 @@ mod pods;
 mod settings;
 mod spawner;
 
-pub use settings::{base_traits, override_to_json, profile_to_json};
+pub use settings::base_traits;
 pub use spawner::{KubeSpawner, KubeSpawnerConfig};
 
 /// Why the Kubernetes spawner could not be set up.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use wasmhub_config::{Config, MatchNodePurpose, Profile, SpawnerOverride, StorageType};
+use wasmhub_config::{Config, MatchNodePurpose, StorageType};
 
 /// The effective settings of one spawn.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -224,127 +224,6 @@ fn recursive_update(target: &mut Value, update: &Value) {
             }
         }
     }
-}
-
-/// The set keys of a `kubespawner_override` as trait values (memory as bytes, enums as their names).
-pub fn override_to_json(spawner_override: &SpawnerOverride) -> Map<String, Value> {
-    let o = spawner_override;
-    let mut map = Map::new();
-    macro_rules! put {
-        ($($field:ident),* $(,)?) => {
-            $(if let Some(value) = &o.$field {
-                map.insert(stringify!($field).to_owned(), json!(value));
-            })*
-        };
-    }
-    put!(
-        image,
-        image_pull_secrets,
-        args,
-        cpu_limit,
-        cpu_guarantee,
-        extra_resource_limits,
-        extra_resource_guarantees,
-        uid,
-        gid,
-        fs_gid,
-        supplemental_gids,
-        privileged,
-        allow_privilege_escalation,
-        container_security_context,
-        pod_security_context,
-        node_selector,
-        tolerations,
-        node_affinity_required,
-        node_affinity_preferred,
-        pod_affinity_required,
-        pod_affinity_preferred,
-        pod_anti_affinity_required,
-        pod_anti_affinity_preferred,
-        scheduler_name,
-        priority_class_name,
-        volumes,
-        volume_mounts,
-        storage_capacity,
-        storage_class,
-        storage_access_modes,
-        environment,
-        default_url,
-        working_dir,
-        notebook_dir,
-        service_account,
-        start_timeout,
-        http_timeout,
-        lifecycle_hooks,
-        init_containers,
-        extra_containers,
-        extra_container_config,
-        extra_pod_config,
-        extra_labels,
-        extra_annotations,
-        port,
-    );
-    if let Some(policy) = o.image_pull_policy {
-        map.insert("image_pull_policy".into(), json!(policy.as_str()));
-    }
-    if let Some(command) = &o.cmd {
-        map.insert("cmd".into(), json!(command.0));
-    }
-    if let Some(size) = o.mem_limit {
-        map.insert("mem_limit".into(), json!(size.bytes()));
-    }
-    if let Some(size) = o.mem_guarantee {
-        map.insert("mem_guarantee".into(), json!(size.bytes()));
-    }
-    map
-}
-
-/// One `profileList` entry in KubeSpawner's JSON shape, as the profile hook reads it.
-pub fn profile_to_json(profile: &Profile) -> Value {
-    let mut entry = json!({
-        "display_name": profile.display_name,
-        "description": profile.description,
-        "kubespawner_override": override_to_json(&profile.kubespawner_override),
-    });
-    if profile.default {
-        entry["default"] = json!(true);
-    }
-    if let Some(slug) = &profile.slug {
-        entry["slug"] = json!(slug);
-    }
-    let mut options = Map::new();
-    for name in profile.profile_options.keys() {
-        let Some(option) = profile.profile_options.get(name) else { continue };
-        let mut choices = Map::new();
-        for key in option.choices.keys() {
-            let Some(choice) = option.choices.get(key) else { continue };
-            let mut choice_json = json!({
-                "display_name": choice.display_name,
-                "kubespawner_override": override_to_json(&choice.kubespawner_override),
-            });
-            if choice.default {
-                choice_json["default"] = json!(true);
-            }
-            choices.insert(key.to_owned(), choice_json);
-        }
-        let unlisted = &option.unlisted_choice;
-        let mut option_json = json!({"display_name": option.display_name, "choices": choices});
-        if unlisted.enabled {
-            option_json["unlisted_choice"] = json!({
-                "enabled": true,
-                "display_name": unlisted.display_name,
-                "display_name_in_choices": unlisted.display_name_in_choices,
-                "validation_regex": unlisted.validation_regex,
-                "validation_message": unlisted.validation_message,
-                "kubespawner_override": override_to_json(&unlisted.kubespawner_override),
-            });
-        }
-        options.insert(name.to_owned(), option_json);
-    }
-    if !options.is_empty() {
-        entry["profile_options"] = Value::Object(options);
-    }
-    entry
 }
 
 #[cfg(test)]

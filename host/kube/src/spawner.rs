@@ -25,7 +25,7 @@ use crate::KubeError;
 use crate::names::{NAMING, NameFields};
 use crate::objects::{HUB_KEY, PodInputs, SERVERNAME_KEY, USERNAME_KEY, make_pod, make_pvc};
 use crate::pods::PodCache;
-use crate::settings::{Traits, apply_override, base_traits, kubespawner_defaults, override_to_json, profile_to_json};
+use crate::settings::{Traits, apply_override, base_traits, kubespawner_defaults};
 
 /// Container states that end a spawn at once: the kubelet will not get further without someone changing the pod.
 const FATAL_WAITING_REASONS: [&str; 7] = [
@@ -66,8 +66,10 @@ impl KubeSpawnerConfig {
     pub fn from_config(config: &Config, namespace: &str) -> Result<KubeSpawnerConfig, KubeError> {
         let mut traits = kubespawner_defaults();
         apply_override(&mut traits, &base_traits(config));
-        apply_override(&mut traits, &override_to_json(&config.hub.config.kubespawner));
-        let list: Vec<Value> = config.singleuser.profile_list.iter().map(profile_to_json).collect();
+        if let Value::Object(hub_override) = config.hub.config.kubespawner.to_json() {
+            apply_override(&mut traits, &hub_override);
+        }
+        let list: Vec<Value> = config.singleuser.profile_list.iter().map(wasmhub_config::Profile::to_json).collect();
         let profiles = initialize_profiles(&list).map_err(KubeError::Profiles)?;
         // The traits must decode before the first spawn, not at it.
         serde_json::from_value::<Traits>(Value::Object(traits.clone()))

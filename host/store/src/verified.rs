@@ -6,7 +6,7 @@
 //! stored hash is still what the lookup returns, so a deleted, expired or replaced token is never accepted.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use wasmhub_model::token::keyed_digest;
 
@@ -36,13 +36,16 @@ impl VerifiedTokens {
             return Ok(hash.matches(presented));
         }
         let digest = keyed_digest(presented, &self.key);
-        if self.entries.lock().expect("cache lock").get(&digest).is_some_and(|known| known == stored) {
+        // A panic elsewhere while holding the lock leaves a map that is still consistent (one insert or clear),
+        // so a poisoned lock is used as it is rather than failing every later login.
+        if self.entries.lock().unwrap_or_else(PoisonError::into_inner).get(&digest).is_some_and(|known| known == stored)
+        {
             return Ok(true);
         }
         if !hash.matches(presented) {
             return Ok(false);
         }
-        let mut entries = self.entries.lock().expect("cache lock");
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
