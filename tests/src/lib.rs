@@ -4,6 +4,7 @@
 //! A test that needs a missing peer fails with a message naming that install step; it never skips.
 
 pub mod backend;
+pub mod hub_client;
 pub mod hub_harness;
 pub mod proxy_harness;
 

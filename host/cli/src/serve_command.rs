@@ -17,6 +17,7 @@ use wasmhub_config::{AuthenticatorClass, Config, DbType, SpawnerKind};
 use wasmhub_hub::{
     AuthSettings, Authenticator, CullerConfig, DummyAuthenticator, Hub, HubConfig, SharedPasswordAuthenticator,
 };
+use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
 use wasmhub_model::{PlainToken, RoleName, ServiceName, TokenKind, UserName};
 use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
@@ -90,9 +91,9 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the built-in proxy")?;
 
-    let spawner = spawner(&config)?;
     let auth = auth_settings(&config);
     let policy = start_policy_host(&config, auth.clone()).await?;
+    let spawner = spawner(&config, &policy).await?;
     let mut hub_settings = hub_config(&config, hub_address, auth);
     // KubeSpawner's initialisation (slugs, defaults) once at start, so a malformed list stops the hub here.
     let profile_list: Vec<serde_json::Value> =
@@ -291,8 +292,8 @@ async fn ensure_user(store: &dyn Store, name: &str, admin: bool) -> anyhow::Resu
     Ok(user)
 }
 
-/// `wasmhub.spawner`: the local process spawner, or the no-op spawner that benchmarks use.
-fn spawner(config: &Config) -> anyhow::Result<Arc<dyn Spawner>> {
+/// `wasmhub.spawner`: the local process spawner, the Kubernetes spawner, or the no-op spawner that benchmarks use.
+async fn spawner(config: &Config, policy: &Arc<PolicyHost>) -> anyhow::Result<Arc<dyn Spawner>> {
     Ok(match config.wasmhub.spawner {
         SpawnerKind::Local => Arc::new(LocalProcessSpawner::new(local_spawner_config(config)?)),
         SpawnerKind::Noop => {
@@ -300,7 +301,16 @@ fn spawner(config: &Config) -> anyhow::Result<Arc<dyn Spawner>> {
             tracing::warn!(%url, "wasmhub.spawner is noop: servers are not started; for benchmarks and tests only");
             Arc::new(NoopSpawner::new(url))
         }
-        SpawnerKind::Kubernetes => bail!("wasmhub.spawner: kubernetes is not served by `wasmhub serve` yet"),
+        SpawnerKind::Kubernetes => {
+            let kubernetes = &config.wasmhub.kubernetes;
+            let (client, default_namespace) = KubeSpawner::client(kubernetes.kubeconfig.as_deref())
+                .await
+                .context("wasmhub.kubernetes.kubeconfig: cannot reach the cluster")?;
+            let settings = KubeSpawnerConfig::from_config(config, &default_namespace)
+                .context("the Kubernetes spawner's settings (singleuser, hub.config.KubeSpawner)")?;
+            tracing::info!(namespace = %settings.namespace, "spawning servers as Kubernetes pods");
+            Arc::new(KubeSpawner::new(client, settings, policy.clone()).await)
+        }
     })
 }
 
@@ -436,7 +446,8 @@ fn hub_config(config: &Config, hub_address: SocketAddr, auth: AuthSettings) -> H
         environment,
         spawner_class: match config.wasmhub.spawner {
             SpawnerKind::Noop => "wasmhub.NoopSpawner".to_owned(),
-            _ => "wasmhub.LocalProcessSpawner".to_owned(),
+            SpawnerKind::Kubernetes => "kubespawner.KubeSpawner".to_owned(),
+            SpawnerKind::Local => "wasmhub.LocalProcessSpawner".to_owned(),
         },
         authenticator_class: format!("{:?}", config.hub.config.jupyterhub.authenticator_class),
         allow_existing_users: config.auth_rules().allow_existing_users,

@@ -170,6 +170,32 @@ section! {
         local("local"): LocalSpawner = LocalSpawner::default(),
         /// The no-op spawner (`spawner: noop`), for benchmarks and tests only.
         noop("noop"): NoopSpawner = NoopSpawner::default(),
+        /// The Kubernetes spawner (`spawner: kubernetes`): where the cluster is and how pods reach the hub.
+        kubernetes("kubernetes"): Kubernetes = Kubernetes::default(),
+    }
+}
+
+section! {
+    /// How `wasmhub serve` reaches the cluster with `spawner: kubernetes`. Pods and claims are shaped by
+    /// `singleuser`, `hub.config.KubeSpawner` and the profiles, as in z2jh.
+    pub struct Kubernetes {
+        /// A kubeconfig file; null uses the pod's service account in a cluster, or `KUBECONFIG` /
+        /// `~/.kube/config` outside one.
+        kubeconfig("kubeconfig"): Option<PathBuf> = None,
+        /// Namespace of the user pods and claims; null uses the kubeconfig's (or the service account's) namespace.
+        namespace("namespace"): Option<String> = None,
+        /// The hub's URL as pods reach it, e.g. `http://hub:8081` (z2jh's hub Service); it replaces scheme, host
+        /// and port of `JUPYTERHUB_API_URL` and `JUPYTERHUB_ACTIVITY_URL` in each pod. Null gives pods the hub's
+        /// own listening address, for a hub on the pods' network.
+        hub_connect_url("hubConnectUrl"): Option<String> = None,
+        /// Written on every pod and claim (annotation `hub.jupyter.org/wasmhub-instance`); hubs sharing a namespace need
+        /// different values, since each collects the pods of its instance that no server owns.
+        hub_instance("hubInstance"): String = "wasmhub".to_owned(),
+        /// Seconds a pod may stay unschedulable before the spawn fails; 0 fails at once. Raise it when a cluster
+        /// autoscaler adds nodes.
+        unschedulable_timeout("unschedulableTimeout"): u64 = 0,
+        /// Whether pods of this hub instance that no server owns are deleted when the hub starts.
+        collect_orphans("collectOrphans"): bool = true,
     }
 }
 

@@ -29,8 +29,8 @@ use saphyr::{LoadableYamlNode, MarkedYaml};
 
 pub use auth::AuthRules;
 pub use config::{
-    Config, Cull, Debug, Listen, LocalSpawner, MatchNodePurpose, NodeAffinity, NoopSpawner, PodPlacement, PodPriority,
-    Policies, Scheduling, SpawnerKind, UserScheduler, Wasmhub,
+    Config, Cull, Debug, Kubernetes, Listen, LocalSpawner, MatchNodePurpose, NodeAffinity, NoopSpawner, PodPlacement,
+    PodPriority, Policies, Scheduling, SpawnerKind, UserScheduler, Wasmhub,
 };
 pub use docs::reference_markdown;
 pub use env::{ENV_OVERRIDES, Env, EnvOverride, ProcessEnv};

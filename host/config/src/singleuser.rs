@@ -389,6 +389,7 @@ impl SpawnerOverride {
                 extra_labels,
                 extra_annotations,
                 port,
+                events_enabled,
             ]
         );
         Json::Object(out)
@@ -540,5 +541,7 @@ section! {
         extra_annotations("extra_annotations"): Option<BTreeMap<String, String>> = None,
         /// Port the server listens on.
         port("port"): Option<u16> = None,
+        /// Whether the pod's events are shown as spawn progress.
+        events_enabled("events_enabled"): Option<bool> = None,
     }
 }

@@ -267,6 +267,34 @@ fn check_reads_the_file_and_names_it_in_errors() {
 
 /// Regenerates `docs/config.md` from the declarations; fails (after rewriting it) when the committed file differs.
 #[test]
+fn kubernetes_settings_are_checked_where_they_are_written() {
+    let bad = errors(
+        "wasmhub:\n  spawner: kubernetes\n  kubernetes:\n    hubConnectUrl: hub:8081\n    namespace: Users\n    \
+         hubInstance: \"-x\"\n    unschedulableTimout: 60\n",
+    );
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    assert!(
+        bad.iter().any(|error| error.contains("wasmhub.kubernetes.hubConnectUrl") && error.contains("http://hub:8081"))
+    );
+    assert!(bad.iter().any(|error| error.contains("wasmhub.kubernetes.namespace")));
+    assert!(bad.iter().any(|error| error.contains("wasmhub.kubernetes.hubInstance")));
+    assert!(bad.iter().any(|error| error.contains("unschedulableTimeout")), "the nearest key is named: {bad:?}");
+    let config = load_with(
+        "wasmhub:\n  spawner: kubernetes\n  kubernetes:\n    kubeconfig: /etc/kube/config\n    namespace: jhub\n    \
+         hubConnectUrl: http://hub:8081\n    unschedulableTimeout: 300\n",
+        &[],
+    )
+    .unwrap();
+    let kubernetes = &config.wasmhub.kubernetes;
+    assert_eq!(config.wasmhub.spawner, crate::SpawnerKind::Kubernetes);
+    assert_eq!(kubernetes.namespace.as_deref(), Some("jhub"));
+    assert_eq!(kubernetes.hub_connect_url.as_deref(), Some("http://hub:8081"));
+    assert_eq!(kubernetes.unschedulable_timeout, 300);
+    assert_eq!(kubernetes.hub_instance, "wasmhub");
+    assert!(kubernetes.collect_orphans);
+}
+
+#[test]
 fn generate_config_documentation() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
     let generated = crate::reference_markdown();

@@ -19,6 +19,7 @@ pub(crate) fn validate(config: &Config, ctx: &mut Ctx) {
     validate_cull(config, ctx);
     validate_services_and_roles(config, ctx);
     validate_noop_spawner(config, ctx);
+    validate_kubernetes(config, ctx);
 }
 
 fn invalid(ctx: &mut Ctx, path: &str, message: impl Into<String>) {
@@ -123,6 +124,37 @@ fn validate_noop_spawner(config: &Config, ctx: &mut Ctx) {
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
         invalid(ctx, "wasmhub.noop.url", "expected an http:// or https:// URL");
+    }
+}
+
+fn validate_kubernetes(config: &Config, ctx: &mut Ctx) {
+    let kubernetes = &config.wasmhub.kubernetes;
+    if let Some(url) = kubernetes.hub_connect_url.as_deref()
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        invalid(ctx, "wasmhub.kubernetes.hubConnectUrl", "expected an http:// or https:// URL such as http://hub:8081");
+    }
+    let label_value = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 63
+            && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && text.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if !label_value(&kubernetes.hub_instance) {
+        invalid(
+            ctx,
+            "wasmhub.kubernetes.hubInstance",
+            "expected a Kubernetes label value (letters, digits, -_., up to 63)",
+        );
+    }
+    if let Some(namespace) = kubernetes.namespace.as_deref()
+        && !(namespace.len() <= 63
+            && namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && namespace.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && namespace.ends_with(|c: char| c.is_ascii_alphanumeric()))
+    {
+        invalid(ctx, "wasmhub.kubernetes.namespace", "expected a DNS label (lowercase letters, digits and -)");
     }
 }
 

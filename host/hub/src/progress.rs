@@ -5,7 +5,7 @@
 //! gets the events of the current spawn so far, then the live ones, until the spawn is ready or failed. That is
 //! what JupyterHub's `_generate_progress` gives each client. Events stay after a spawn ends, so a client that comes
 //! late to a failed spawn still gets its failure, as JupyterHub keeps `_spawn_future`. They live in memory only:
-//! after a restart nothing is starting, which is JupyterHub's answer too.
+//! after a restart only a spawn the hub resumes (`Spawner::resume`) has events again, from its resumption on.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +47,11 @@ impl ProgressEvent {
     /// The default `Spawner.progress` event, sent while the spawner starts the server.
     pub(crate) fn spawning() -> ProgressEvent {
         ProgressEvent(json!({ "progress": 50, "message": "Spawning server..." }))
+    }
+
+    /// A message of the spawner's own (KubeSpawner's pod events), at `progress` percent.
+    pub(crate) fn message(progress: u32, message: &str) -> ProgressEvent {
+        ProgressEvent(json!({ "progress": progress, "message": message }))
     }
 
     pub(crate) fn ready(url: &str) -> ProgressEvent {

@@ -168,7 +168,42 @@ async fn spawn_server(hub: Hub, server: Server) -> Result<(), LifecycleError> {
     let mut started_state: Option<SpawnerState> = None;
     let spawn_started = std::time::Instant::now();
     let result = try_spawn(&hub, &server, &mut started_state).await;
-    // === progress and metrics: the last event of the spawn and how long it took ===
+    conclude_spawn(&hub, &server, started_state, spawn_started, result).await
+}
+
+/// Picks up a spawn an earlier hub process left `Starting` before the spawner said where the server is (see
+/// `Spawner::resume`): waits for it with the same limits, routes it and makes it `Running`, or fails it as a spawn
+/// fails. The server keeps the token and OAuth client it was started with.
+pub(crate) async fn resume_spawn(hub: Hub, server: Server) -> Result<(), LifecycleError> {
+    let _slot = hub.spawn_slots().acquire().await.ok();
+    let (user, name) = (server.user.as_str(), server.name.as_str());
+    let prepared = SpawnerState(server.spawner_state.clone());
+    let spawn_started = std::time::Instant::now();
+    hub.progress().begin(user, name);
+    let result = async {
+        let forward = forward_spawner_progress(&hub, user, name, &prepared);
+        let resumed = tokio::time::timeout(hub.config().start_timeout, hub.spawner().resume(&prepared)).await;
+        forward.abort();
+        match resumed.map_err(|_| LifecycleError::StartTimeout(hub.config().start_timeout))?? {
+            Some(started) => finish_start(&hub, &server, &started).await,
+            None => Err(LifecycleError::Spawner(wasmhub_spawner::SpawnError::Failed(
+                "the server was gone after the hub restarted".to_owned(),
+            ))),
+        }
+    }
+    .await;
+    conclude_spawn(&hub, &server, Some(prepared), spawn_started, result).await
+}
+
+/// The end of a spawn, whichever way it went: the last progress event and the metrics; on failure, whatever the
+/// spawner made is stopped, the server's credentials are removed and the record is `Failed` with the reason.
+async fn conclude_spawn(
+    hub: &Hub,
+    server: &Server,
+    started_state: Option<SpawnerState>,
+    spawn_started: std::time::Instant,
+    result: Result<(), LifecycleError>,
+) -> Result<(), LifecycleError> {
     let (user, name) = (server.user.as_str(), server.name.as_str());
     let (last_event, status) = match &result {
         Ok(()) => (ProgressEvent::ready(&server_prefix(&hub.config().base_url, user, name)), SpawnStatus::Success),
@@ -176,13 +211,13 @@ async fn spawn_server(hub: Hub, server: Server) -> Result<(), LifecycleError> {
     };
     hub.metrics().observe_spawn(status, spawn_started.elapsed());
     if let Err(error) = &result {
-        tracing::warn!(server = %log_name(server.user.as_str(), server.name.as_str()), %error, "spawn failed");
+        tracing::warn!(server = %log_name(user, name), %error, "spawn failed");
         if let Some(state) = &started_state
             && let Err(stop_error) = hub.spawner().stop(state).await
         {
             tracing::warn!(%stop_error, "stopping a server whose spawn failed");
         }
-        remove_credentials(&hub, &server.user, server.name.as_str()).await;
+        remove_credentials(hub, &server.user, name).await;
         let failed = ServerUpdate {
             state: Some(SpawnState::Failed),
             failure: Some(error.to_string()),
@@ -253,11 +288,46 @@ async fn try_spawn(hub: &Hub, server: &Server, started_state: &mut Option<Spawne
     };
     store.update_server(&server.user, &server.name, &starting).await?;
     *started_state = Some(prepared.clone());
-    hub.progress().push(user, name, ProgressEvent::spawning());
-    let started = tokio::time::timeout(config.start_timeout, hub.spawner().start(&request, &prepared))
-        .await
-        .map_err(|_| LifecycleError::StartTimeout(config.start_timeout))??;
+    let forward = forward_spawner_progress(hub, user, name, &prepared);
+    let started = tokio::time::timeout(config.start_timeout, hub.spawner().start(&request, &prepared)).await;
+    forward.abort();
+    let started = started.map_err(|_| LifecycleError::StartTimeout(config.start_timeout))??;
     *started_state = Some(started.state.clone());
+    finish_start(hub, server, &started).await
+}
+
+/// Passes the spawner's own progress messages (the Kubernetes spawner's pod events) on to the spawn's event
+/// stream, moving the bar as KubeSpawner does: each message a third of the way closer to 90 %. A spawner
+/// without messages gets JupyterHub's default "Spawning server..." at 50 %. Abort the task when the start ends.
+fn forward_spawner_progress(hub: &Hub, user: &str, name: &str, prepared: &SpawnerState) -> tokio::task::JoinHandle<()> {
+    let Some(mut messages) = hub.spawner().progress(prepared) else {
+        hub.progress().push(user, name, ProgressEvent::spawning());
+        return tokio::spawn(async {});
+    };
+    let (hub, user, name) = (hub.clone(), user.to_owned(), name.to_owned());
+    tokio::spawn(async move {
+        let mut progress = 0.0_f64;
+        loop {
+            match messages.recv().await {
+                Ok(message) => {
+                    progress += (90.0 - progress) / 3.0;
+                    hub.progress().push(&user, &name, ProgressEvent::message(progress as u32, &message));
+                }
+                // A burst beyond the channel's capacity loses the oldest messages, not the stream.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// The part of a start after the spawner answered: record where the server is, wait for it to answer, add its
+/// route, and only then make it `Running`.
+async fn finish_start(hub: &Hub, server: &Server, started: &wasmhub_spawner::Started) -> Result<(), LifecycleError> {
+    let config = hub.config();
+    let store = hub.store();
+    let (user, name) = (server.user.as_str(), server.name.as_str());
+    let prefix = server_prefix(&config.base_url, user, name);
     let located = ServerUpdate {
         url: Some(started.url.clone()),
         spawner_state: Some(started.state.0.clone()),

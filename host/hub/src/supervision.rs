@@ -27,6 +27,11 @@ pub struct AdoptionReport {
     pub cleaned_up: Vec<String>,
     /// Routes removed because no running server owns them.
     pub stray_routes_removed: Vec<String>,
+    /// Spawns the old process left between `prepare` and the end of `start` whose server exists: they go on in
+    /// the background (`Spawner::resume`) and end `Running` or `Failed` like any spawn.
+    pub resumed: Vec<String>,
+    /// Servers the spawner had made that no record owns, now removed (`Spawner::collect_orphans`).
+    pub orphans_collected: Vec<String>,
 }
 
 fn log_name(server: &Server) -> String {
@@ -43,10 +48,22 @@ impl Hub {
     pub async fn adopt_servers(&self) -> Result<AdoptionReport, StoreError> {
         let mut report = AdoptionReport::default();
         let mut routed = BTreeSet::new();
+        let mut to_resume = Vec::new();
         for server in self.store().list_servers(None).await? {
             let name = log_name(&server);
             match server.state {
                 SpawnState::Stopped | SpawnState::Failed => continue,
+                // The old process died inside `spawner.start`: if what it began exists, the spawn goes on.
+                SpawnState::Starting if server.url.is_none() && !server.spawner_state.is_empty() => {
+                    let state = SpawnerState(server.spawner_state.clone());
+                    if let Ok(PollStatus::Running) = self.spawner().poll(&state).await {
+                        report.resumed.push(name);
+                        to_resume.push(server);
+                    } else {
+                        self.clean_up_dead(&server).await;
+                        report.cleaned_up.push(name);
+                    }
+                }
                 // Nothing was created for a request the old process never acted on.
                 SpawnState::Requested => {
                     self.put_at_rest(&server, SpawnState::Failed, Some("the hub restarted before the spawn began"))
@@ -82,13 +99,52 @@ impl Hub {
                 report.stray_routes_removed.push(route.key().to_owned());
             }
         }
+        report.orphans_collected = self.collect_orphans().await?;
+        // After the stray routes went, so a resumed server's new route is never taken for one.
+        for server in to_resume {
+            let name = log_name(&server);
+            let hub = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = crate::servers::resume_spawn(hub, server).await {
+                    tracing::warn!(server = %name, %error, "a spawn resumed after the restart failed");
+                }
+            });
+        }
         tracing::info!(
             adopted = report.adopted.len(),
             cleaned_up = report.cleaned_up.len(),
             stray_routes = report.stray_routes_removed.len(),
+            resumed = report.resumed.len(),
+            orphans_collected = report.orphans_collected.len(),
             "servers from the previous hub process reconciled"
         );
         Ok(report)
+    }
+
+    /// Asks the spawner to remove what it made for no record that may still own something (`Starting`,
+    /// `Running` or `Stopping`). A spawner error is logged, not fatal: orphans cost resources, not correctness.
+    async fn collect_orphans(&self) -> Result<Vec<String>, StoreError> {
+        let known: Vec<SpawnerState> = self
+            .store()
+            .list_servers(None)
+            .await?
+            .into_iter()
+            .filter(|server| matches!(server.state, SpawnState::Starting | SpawnState::Running | SpawnState::Stopping))
+            .filter(|server| !server.spawner_state.is_empty())
+            .map(|server| SpawnerState(server.spawner_state))
+            .collect();
+        match self.spawner().collect_orphans(&known).await {
+            Ok(collected) => {
+                if !collected.is_empty() {
+                    tracing::warn!(?collected, "removed servers no record owns (left by a hub that died mid-spawn)");
+                }
+                Ok(collected)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "collecting orphaned servers");
+                Ok(Vec::new())
+            }
+        }
     }
 
     /// Whether a `Running` or `Starting` server is alive and answering; if so it ends `Running` with its route.

@@ -72,6 +72,8 @@ pub(crate) struct Traits {
     pub(crate) common_labels: BTreeMap<String, String>,
     pub(crate) component_label: String,
     pub(crate) port: u16,
+    /// Whether this pod's events are shown as progress (z2jh `singleuser.events`).
+    pub(crate) events_enabled: bool,
 }
 
 /// The traits before any override: KubeSpawner's defaults with `singleuser.*` and `hub.config.Spawner` mapped
@@ -175,6 +177,7 @@ pub fn base_traits(config: &Config) -> Map<String, Value> {
         set("pod_name_template", json!(template));
     }
     set("start_timeout", json!(spawner.start_timeout.unwrap_or(singleuser.start_timeout)));
+    set("events_enabled", json!(singleuser.events));
     traits
 }
 
@@ -194,6 +197,7 @@ pub(crate) fn kubespawner_defaults() -> Map<String, Value> {
         "component_label": "singleuser-server",
         "allow_privilege_escalation": false,
         "port": 8888,
+        "events_enabled": true,
     });
     defaults.as_object().cloned().unwrap_or_default()
 }

@@ -27,6 +27,9 @@ use crate::objects::{HUB_KEY, PodInputs, SERVERNAME_KEY, USERNAME_KEY, make_pod,
 use crate::pods::PodCache;
 use crate::settings::{Traits, apply_override, base_traits, kubespawner_defaults};
 
+/// How often a slow spawn tells its progress where the pod is.
+const SLOW_SPAWN_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Container states that end a spawn at once: the kubelet will not get further without someone changing the pod.
 const FATAL_WAITING_REASONS: [&str; 7] = [
     "ErrImagePull",
@@ -59,10 +62,13 @@ pub struct KubeSpawnerConfig {
     pub unschedulable_timeout: Duration,
     /// How long `stop` waits for the pod to be gone.
     pub stop_timeout: Duration,
+    /// Whether `collect_orphans` deletes anything (`wasmhub.kubernetes.collectOrphans`).
+    pub collect_orphans: bool,
 }
 
 impl KubeSpawnerConfig {
-    /// The spawner as `wasmhub.yaml` describes it.
+    /// The spawner as `wasmhub.yaml` describes it; `namespace` is the client's default, used when
+    /// `wasmhub.kubernetes.namespace` is not set.
     pub fn from_config(config: &Config, namespace: &str) -> Result<KubeSpawnerConfig, KubeError> {
         let mut traits = kubespawner_defaults();
         apply_override(&mut traits, &base_traits(config));
@@ -74,15 +80,17 @@ impl KubeSpawnerConfig {
         // The traits must decode before the first spawn, not at it.
         serde_json::from_value::<Traits>(Value::Object(traits.clone()))
             .map_err(|error| KubeError::Settings(error.to_string()))?;
+        let kubernetes = &config.wasmhub.kubernetes;
         Ok(KubeSpawnerConfig {
-            namespace: namespace.to_owned(),
+            namespace: kubernetes.namespace.clone().unwrap_or_else(|| namespace.to_owned()),
             traits,
             profiles,
-            hub_instance: "wasmhub".to_owned(),
-            hub_connect_url: None,
+            hub_instance: kubernetes.hub_instance.clone(),
+            hub_connect_url: kubernetes.hub_connect_url.clone(),
             delete_grace_period: 1,
-            unschedulable_timeout: Duration::ZERO,
+            unschedulable_timeout: Duration::from_secs(kubernetes.unschedulable_timeout),
             stop_timeout: Duration::from_secs(config.singleuser.start_timeout.max(10)),
+            collect_orphans: kubernetes.collect_orphans,
         })
     }
 }
@@ -349,38 +357,47 @@ impl KubeSpawner {
         }
     }
 
-    /// Deletes this hub's pods that no known server owns (a pod created by a spawn whose record is gone).
-    pub async fn collect_orphans(&self, known: &[SpawnerState]) -> Result<Vec<String>, SpawnError> {
-        let owned: std::collections::BTreeSet<(String, String)> = known
-            .iter()
-            .filter_map(|state| State::decode(state).ok())
-            .map(|state| (state.namespace, state.pod_name))
-            .collect();
-        let mut collected = Vec::new();
-        for pod in self.pods.all() {
-            let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-            if annotations.get(HUB_KEY) != Some(&self.config.hub_instance) {
-                continue;
+    /// [`Self::wait_ready`], telling progress every [`SLOW_SPAWN_INTERVAL`] where the pod is while it takes long,
+    /// so a user watching a slow pull or scale-up sees that something is happening.
+    async fn wait_ready_reporting(&self, state: &State) -> Result<String, SpawnError> {
+        let started = Instant::now();
+        let wait = self.wait_ready(state);
+        let mut wait = std::pin::pin!(wait);
+        let first = tokio::time::Instant::now() + SLOW_SPAWN_INTERVAL;
+        let mut ticker = tokio::time::interval_at(first, SLOW_SPAWN_INTERVAL);
+        loop {
+            tokio::select! {
+                outcome = &mut wait => return outcome,
+                _ = ticker.tick() => {
+                    let where_it_is = self.pods.get(&state.pod_name).map(|pod| pod_situation(&pod));
+                    let where_it_is = where_it_is.unwrap_or_else(|| "not created yet".to_owned());
+                    self.publish(
+                        &state.pod_name,
+                        format!(
+                            "Still waiting for the pod {} after {} s: {where_it_is}",
+                            state.pod_name,
+                            started.elapsed().as_secs()
+                        ),
+                    );
+                }
             }
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| self.config.namespace.clone());
-            if owned.contains(&(namespace.clone(), name.clone())) || pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let state = State {
-                naming: NAMING.into(),
-                namespace,
-                pod_name: name.clone(),
-                pvc_name: None,
-                profile: String::new(),
-                user: String::new(),
-                server: String::new(),
-                port: 0,
-            };
-            self.delete_pod(&state, self.config.delete_grace_period).await?;
-            collected.push(name);
         }
-        Ok(collected)
+    }
+
+    /// Waits for an owned pod of an interrupted start (see [`Spawner::resume`]).
+    async fn resume_pod(&self, state: &State) -> Result<Option<Started>, SpawnError> {
+        if !self.pods.ready(Duration::from_secs(30)).await {
+            return Err(SpawnError::Failed("the pod watch has not listed pods yet".into()));
+        }
+        let Some(pod) = self.pods.get(&state.pod_name) else { return Ok(None) };
+        if !owned_by(&pod, state, &self.config.hub_instance) || pod.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        self.publish(&state.pod_name, format!("Adopting the existing pod {}", state.pod_name));
+        let events = self.watch_events(state);
+        let ready = self.wait_ready_reporting(state).await;
+        events.abort();
+        Ok(Some(Started { url: pod_url(&ready?, state.port), state: state.encode() }))
     }
 }
 
@@ -390,6 +407,31 @@ fn owned_by(pod: &Pod, state: &State, hub_instance: &str) -> bool {
     annotations.get(USERNAME_KEY).map(String::as_str) == Some(state.user.as_str())
         && annotations.get(SERVERNAME_KEY).map(String::as_str).unwrap_or("") == state.server
         && annotations.get(HUB_KEY).map(String::as_str) == Some(hub_instance)
+}
+
+/// Where a server in a pod with this IP is reached (IPv6 in brackets).
+fn pod_url(ip: &str, port: u16) -> String {
+    if ip.contains(':') { format!("http://[{ip}]:{port}") } else { format!("http://{ip}:{port}") }
+}
+
+/// A pod's situation in a few words for a waiting user: its phase and why the notebook is not running yet.
+fn pod_situation(pod: &Pod) -> String {
+    let Some(status) = pod.status.as_ref() else { return "accepted, not scheduled yet".to_owned() };
+    let phase = status.phase.clone().unwrap_or_else(|| "Pending".to_owned());
+    let scheduled = status.conditions.iter().flatten().find(|condition| condition.type_ == "PodScheduled");
+    if let Some(condition) = scheduled.filter(|condition| condition.status == "False") {
+        return format!("{phase}, not scheduled ({})", condition.message.clone().unwrap_or_default());
+    }
+    let waiting = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|container| container.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    match waiting {
+        Some(reason) => format!("{phase} ({reason})"),
+        None if status.phase.as_deref() == Some("Running") => "Running, waiting for the server to be ready".to_owned(),
+        None => phase,
+    }
 }
 
 /// Ready (the pod IP), failed for good (a readable error), or not yet (`None`).
@@ -561,16 +603,16 @@ impl Spawner for KubeSpawner {
             };
             let pod =
                 self.policy.mutate_pod(&context, &manifest).map_err(|error| SpawnError::Failed(error.to_string()))?;
-            let events = self.watch_events(&state);
+            let events = traits.events_enabled.then(|| self.watch_events(&state));
             let created = self.create_or_adopt(&state, &pod).await;
             let ready = match created {
-                Ok(()) => self.wait_ready(&state).await,
+                Ok(()) => self.wait_ready_reporting(&state).await,
                 Err(error) => Err(error),
             };
-            events.abort();
-            let ip = ready?;
-            let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
-            Ok(Started { url: format!("http://{host}:{}", state.port), state: prepared.clone() })
+            if let Some(events) = events {
+                events.abort();
+            }
+            Ok(Started { url: pod_url(&ready?, state.port), state: prepared.clone() })
         }
         .await;
         self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&state.pod_name);
@@ -607,12 +649,57 @@ impl Spawner for KubeSpawner {
         self.wait_gone(&state).await
     }
 
+    /// The channel is made by `prepare`, or here for a resumed start; `start` and `resume` remove it.
     fn progress(&self, state: &SpawnerState) -> Option<broadcast::Receiver<String>> {
         let state = State::decode(state).ok()?;
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&state.pod_name)
-            .map(broadcast::Sender::subscribe)
+        let mut channels = self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some(channels.entry(state.pod_name).or_insert_with(|| broadcast::channel(64).0).subscribe())
+    }
+
+    async fn resume(&self, prepared: &SpawnerState) -> Result<Option<Started>, SpawnError> {
+        let state = State::decode(prepared)?;
+        let result = self.resume_pod(&state).await;
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&state.pod_name);
+        result
+    }
+
+    /// Deletes this hub's pods that no known server owns (a pod created by a spawn whose record is gone).
+    async fn collect_orphans(&self, known: &[SpawnerState]) -> Result<Vec<String>, SpawnError> {
+        if !self.config.collect_orphans {
+            return Ok(Vec::new());
+        }
+        if !self.pods.ready(Duration::from_secs(30)).await {
+            return Err(SpawnError::Failed("the pod watch has not listed pods yet".into()));
+        }
+        let owned: std::collections::BTreeSet<(String, String)> = known
+            .iter()
+            .filter_map(|state| State::decode(state).ok())
+            .map(|state| (state.namespace, state.pod_name))
+            .collect();
+        let mut collected = Vec::new();
+        for pod in self.pods.all() {
+            let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+            if annotations.get(HUB_KEY) != Some(&self.config.hub_instance) {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| self.config.namespace.clone());
+            if owned.contains(&(namespace.clone(), name.clone())) || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let state = State {
+                naming: NAMING.into(),
+                namespace,
+                pod_name: name.clone(),
+                pvc_name: None,
+                profile: String::new(),
+                user: String::new(),
+                server: String::new(),
+                port: 0,
+            };
+            self.delete_pod(&state, self.config.delete_grace_period).await?;
+            collected.push(name);
+        }
+        Ok(collected)
     }
 }

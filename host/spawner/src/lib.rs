@@ -94,4 +94,20 @@ pub trait Spawner: Send + Sync {
     fn progress(&self, _state: &SpawnerState) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+
+    /// Picks up a start that an earlier hub process began with the `prepared` state but never saw finish (it
+    /// died between `prepare` and the end of `start`): waits for what that start created and returns where it is
+    /// reached, or `None` when nothing of it exists, in which case the hub fails the spawn. Nothing is created
+    /// here: the server keeps the credentials it was started with. Spawners that cannot find such a server
+    /// answer `None`.
+    async fn resume(&self, _prepared: &SpawnerState) -> Result<Option<Started>, SpawnError> {
+        Ok(None)
+    }
+
+    /// Removes servers this spawner started that no record in `known` owns (a hub that died after creating a
+    /// server but before storing its state), returning their names. Spawners that cannot tell their own servers
+    /// apart collect nothing.
+    async fn collect_orphans(&self, _known: &[SpawnerState]) -> Result<Vec<String>, SpawnError> {
+        Ok(Vec::new())
+    }
 }
