@@ -390,6 +390,7 @@ impl SpawnerOverride {
                 extra_annotations,
                 port,
                 events_enabled,
+                services_enabled,
             ]
         );
         Json::Object(out)
@@ -543,5 +544,8 @@ section! {
         port("port"): Option<u16> = None,
         /// Whether the pod's events are shown as spawn progress.
         events_enabled("events_enabled"): Option<bool> = None,
+        /// Whether each pod gets a Service (`<pod name>.<namespace>.svc.cluster.local`) through which the
+        /// proxy reaches it, instead of the pod IP.
+        services_enabled("services_enabled"): Option<bool> = None,
     }
 }

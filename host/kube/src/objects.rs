@@ -364,6 +364,46 @@ pub(crate) fn make_pvc(traits: &Traits, names: &NameFields, hub_instance: &str) 
     })
 }
 
+/// The Service in front of one server's pod (`get_service_manifest`, `objects.make_service`), with
+/// `services_enabled`: a ClusterIP on the server's port selecting the pod by its labels, owned by the pod so that
+/// the cluster removes it with the pod.
+pub(crate) fn make_service(
+    traits: &Traits,
+    names: &NameFields,
+    hub_instance: &str,
+    pod_labels: &Map<String, Value>,
+    pod_uid: &str,
+) -> Value {
+    let labels = common_labels(traits, names, &traits.extra_labels);
+    let mut annotations = Map::new();
+    for (key, value) in &traits.extra_annotations {
+        annotations.insert(names.expand(key), json!(names.expand(value)));
+    }
+    annotations.extend(common_annotations(names, hub_instance));
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.pod_name,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": names.pod_name,
+                "uid": pod_uid,
+                "blockOwnerDeletion": true,
+                "controller": false,
+            }],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "ports": [{"name": "http", "port": traits.port, "targetPort": traits.port}],
+            "selector": pod_labels,
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,8 @@ pub(crate) struct Traits {
     pub(crate) port: u16,
     /// Whether this pod's events are shown as progress (z2jh `singleuser.events`).
     pub(crate) events_enabled: bool,
+    /// Whether each pod gets a Service and is reached through its DNS name rather than the pod IP.
+    pub(crate) services_enabled: bool,
 }
 
 /// The traits before any override: KubeSpawner's defaults with `singleuser.*` and `hub.config.Spawner` mapped

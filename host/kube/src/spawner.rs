@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 use wasmhub_config::Config;
 use wasmhub_policy::PolicyHost;
@@ -23,12 +23,9 @@ use wasmhub_spawner::{PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerStat
 
 use crate::KubeError;
 use crate::names::{NAMING, NameFields};
-use crate::objects::{HUB_KEY, PodInputs, SERVERNAME_KEY, USERNAME_KEY, make_pod, make_pvc};
+use crate::objects::{HUB_KEY, PodInputs, SERVERNAME_KEY, USERNAME_KEY, make_pod, make_pvc, make_service};
 use crate::pods::PodCache;
 use crate::settings::{Traits, apply_override, base_traits, kubespawner_defaults};
-
-/// How often a slow spawn tells its progress where the pod is.
-const SLOW_SPAWN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Container states that end a spawn at once: the kubelet will not get further without someone changing the pod.
 const FATAL_WAITING_REASONS: [&str; 7] = [
@@ -64,6 +61,8 @@ pub struct KubeSpawnerConfig {
     pub stop_timeout: Duration,
     /// Whether `collect_orphans` deletes anything (`wasmhub.kubernetes.collectOrphans`).
     pub collect_orphans: bool,
+    /// How often a slow spawn tells its progress where the pod is.
+    pub slow_spawn_interval: Duration,
 }
 
 impl KubeSpawnerConfig {
@@ -91,6 +90,7 @@ impl KubeSpawnerConfig {
             unschedulable_timeout: Duration::from_secs(kubernetes.unschedulable_timeout),
             stop_timeout: Duration::from_secs(config.singleuser.start_timeout.max(10)),
             collect_orphans: kubernetes.collect_orphans,
+            slow_spawn_interval: Duration::from_secs(10),
         })
     }
 }
@@ -108,6 +108,9 @@ struct State {
     user: String,
     server: String,
     port: u16,
+    /// The pod's Service, with `services_enabled`; the server is then reached by its DNS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    service_name: Option<String>,
 }
 
 impl State {
@@ -131,6 +134,19 @@ pub struct KubeSpawner {
 
 /// Progress channels of spawns between `prepare` and the end of `start`, by pod name.
 type ProgressChannels = Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>;
+
+/// Removes a spawn's progress channel when its `start` or `resume` ends, also when the hub gives up on it (a
+/// start timeout drops the future).
+struct ChannelGuard<'a> {
+    channels: &'a ProgressChannels,
+    pod_name: &'a str,
+}
+
+impl Drop for ChannelGuard<'_> {
+    fn drop(&mut self) {
+        self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(self.pod_name);
+    }
+}
 
 fn publish(channels: &ProgressChannels, pod_name: &str, message: String) {
     tracing::debug!(pod = pod_name, %message, "spawn progress");
@@ -233,6 +249,50 @@ impl KubeSpawner {
             // The claim outlives pods on purpose: a second start finds it.
             Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
             Err(error) => Err(api_failure(&format!("creating the claim {}", names.pvc_name), error)),
+        }
+    }
+
+    /// Creates the pod's Service, owned by the pod (its uid from the shared cache), so the cluster deletes it with
+    /// the pod; one left by an earlier start of the same server is replaced, since it names the old pod as owner.
+    async fn ensure_service(&self, traits: &Traits, names: &NameFields, state: &State) -> Result<(), SpawnError> {
+        let Some(service_name) = &state.service_name else { return Ok(()) };
+        let pod = self
+            .pods
+            .wait_for(&state.pod_name, Duration::from_secs(30), |pod| pod.cloned())
+            .await
+            .ok_or_else(|| SpawnError::Failed(format!("the pod {} did not appear", state.pod_name)))?;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let labels: Map<String, Value> = pod
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, json!(value)))
+            .collect();
+        let manifest = make_service(traits, names, &self.config.hub_instance, &labels, &uid);
+        let service: Service = serde_json::from_value(manifest)
+            .map_err(|error| SpawnError::Failed(format!("the pod's Service is invalid: {error}")))?;
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &state.namespace);
+        let params = PostParams::default();
+        for _attempt in 0..2 {
+            match with_retries(|| services.create(&params, &service)).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(response)) if response.code == 409 => self.delete_service(state).await?,
+                Err(error) => return Err(api_failure(&format!("creating the Service {service_name}"), error)),
+            }
+        }
+        Err(SpawnError::Failed(format!("the Service {service_name} kept coming back while it was replaced")))
+    }
+
+    async fn delete_service(&self, state: &State) -> Result<(), SpawnError> {
+        let Some(service_name) = &state.service_name else { return Ok(()) };
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &state.namespace);
+        let params = DeleteParams::default();
+        match with_retries(|| services.delete(service_name, &params)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+            Err(error) => Err(api_failure(&format!("deleting the Service {service_name}"), error)),
         }
     }
 
@@ -357,14 +417,14 @@ impl KubeSpawner {
         }
     }
 
-    /// [`Self::wait_ready`], telling progress every [`SLOW_SPAWN_INTERVAL`] where the pod is while it takes long,
+    /// [`Self::wait_ready`], telling progress every `slow_spawn_interval` where the pod is while it takes long,
     /// so a user watching a slow pull or scale-up sees that something is happening.
     async fn wait_ready_reporting(&self, state: &State) -> Result<String, SpawnError> {
         let started = Instant::now();
         let wait = self.wait_ready(state);
         let mut wait = std::pin::pin!(wait);
-        let first = tokio::time::Instant::now() + SLOW_SPAWN_INTERVAL;
-        let mut ticker = tokio::time::interval_at(first, SLOW_SPAWN_INTERVAL);
+        let every = self.config.slow_spawn_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
                 outcome = &mut wait => return outcome,
@@ -397,7 +457,7 @@ impl KubeSpawner {
         let events = self.watch_events(state);
         let ready = self.wait_ready_reporting(state).await;
         events.abort();
-        Ok(Some(Started { url: pod_url(&ready?, state.port), state: state.encode() }))
+        Ok(Some(Started { url: server_url(state, &ready?), state: state.encode() }))
     }
 }
 
@@ -409,9 +469,15 @@ fn owned_by(pod: &Pod, state: &State, hub_instance: &str) -> bool {
         && annotations.get(HUB_KEY).map(String::as_str) == Some(hub_instance)
 }
 
-/// Where a server in a pod with this IP is reached (IPv6 in brackets).
-fn pod_url(ip: &str, port: u16) -> String {
-    if ip.contains(':') { format!("http://[{ip}]:{port}") } else { format!("http://{ip}:{port}") }
+/// Where the server is reached: its Service's DNS name (KubeSpawner's `dns_name_template`) when it has one, else
+/// the pod IP (IPv6 in brackets).
+fn server_url(state: &State, pod_ip: &str) -> String {
+    let port = state.port;
+    match &state.service_name {
+        Some(service) => format!("http://{service}.{}.svc.cluster.local:{port}", state.namespace),
+        None if pod_ip.contains(':') => format!("http://[{pod_ip}]:{port}"),
+        None => format!("http://{pod_ip}:{port}"),
+    }
 }
 
 /// A pod's situation in a few words for a waiting user: its phase and why the notebook is not running yet.
@@ -571,6 +637,7 @@ impl Spawner for KubeSpawner {
             user: request.user.clone(),
             server: request.server_name.clone(),
             port: traits.port,
+            service_name: traits.services_enabled.then(|| pod_name.clone()),
         };
         self.progress
             .lock()
@@ -582,7 +649,8 @@ impl Spawner for KubeSpawner {
 
     async fn start(&self, request: &SpawnRequest, prepared: &SpawnerState) -> Result<Started, SpawnError> {
         let state = State::decode(prepared)?;
-        let result = async {
+        let _channel = ChannelGuard { channels: &self.progress, pod_name: &state.pod_name };
+        async {
             let (traits, _) = self.traits_for(request)?;
             let names = self.names(&state, &traits);
             if state.pvc_name.is_some() {
@@ -604,7 +672,10 @@ impl Spawner for KubeSpawner {
             let pod =
                 self.policy.mutate_pod(&context, &manifest).map_err(|error| SpawnError::Failed(error.to_string()))?;
             let events = traits.events_enabled.then(|| self.watch_events(&state));
-            let created = self.create_or_adopt(&state, &pod).await;
+            let mut created = self.create_or_adopt(&state, &pod).await;
+            if created.is_ok() && state.service_name.is_some() {
+                created = self.ensure_service(&traits, &names, &state).await;
+            }
             let ready = match created {
                 Ok(()) => self.wait_ready_reporting(&state).await,
                 Err(error) => Err(error),
@@ -612,11 +683,9 @@ impl Spawner for KubeSpawner {
             if let Some(events) = events {
                 events.abort();
             }
-            Ok(Started { url: pod_url(&ready?, state.port), state: prepared.clone() })
+            Ok(Started { url: server_url(&state, &ready?), state: prepared.clone() })
         }
-        .await;
-        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&state.pod_name);
-        result
+        .await
     }
 
     async fn poll(&self, state: &SpawnerState) -> Result<PollStatus, SpawnError> {
@@ -646,6 +715,9 @@ impl Spawner for KubeSpawner {
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError> {
         let state = State::decode(state)?;
         self.delete_pod(&state, self.config.delete_grace_period).await?;
+        // The pod owns it, so a cluster's garbage collector would remove it too; deleting it here does not wait
+        // for that.
+        self.delete_service(&state).await?;
         self.wait_gone(&state).await
     }
 
@@ -658,9 +730,8 @@ impl Spawner for KubeSpawner {
 
     async fn resume(&self, prepared: &SpawnerState) -> Result<Option<Started>, SpawnError> {
         let state = State::decode(prepared)?;
-        let result = self.resume_pod(&state).await;
-        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&state.pod_name);
-        result
+        let _channel = ChannelGuard { channels: &self.progress, pod_name: &state.pod_name };
+        self.resume_pod(&state).await
     }
 
     /// Deletes this hub's pods that no known server owns (a pod created by a spawn whose record is gone).
@@ -696,6 +767,7 @@ impl Spawner for KubeSpawner {
                 user: String::new(),
                 server: String::new(),
                 port: 0,
+                service_name: None,
             };
             self.delete_pod(&state, self.config.delete_grace_period).await?;
             collected.push(name);

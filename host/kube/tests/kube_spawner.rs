@@ -269,3 +269,56 @@ async fn a_spawn_interrupted_by_a_restart_is_adopted_and_orphans_are_collected()
     second.stop(&SpawnerState(orphan.0)).await.unwrap();
     assert_eq!(second.poll(&started.state).await.unwrap(), PollStatus::Running);
 }
+
+#[tokio::test]
+async fn services_enabled_puts_a_service_owned_by_the_pod_in_front_of_it() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    let config = load_config(
+        "singleuser:\n  storage:\n    type: none\nhub:\n  config:\n    KubeSpawner:\n      services_enabled: true\n",
+    );
+    let spawner = spawner(&fake, &config).await;
+    let request = request("alice", json!({}));
+    let prepared = spawner.prepare(&request).await.unwrap();
+    let started = spawner.start(&request, &prepared).await.unwrap();
+    assert_eq!(started.url, format!("http://jupyter-alice.{}.svc.cluster.local:8888", fake.namespace()));
+    let pod = fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap();
+    let service = fake.get(Resource::Services, fake.namespace(), "jupyter-alice").expect("a Service");
+    assert_eq!(service["spec"]["selector"], pod["metadata"]["labels"], "it selects exactly this pod");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "http", "port": 8888, "protocol": "TCP", "targetPort": 8888}])
+    );
+    assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], pod["metadata"]["uid"]);
+    assert_eq!(service["metadata"]["annotations"]["hub.jupyter.org/username"], "alice");
+    // The state remembers the Service, so a restarted hub reaches the server the same way.
+    let second = self::spawner(&fake, &config).await;
+    assert_eq!(second.poll(&started.state).await.unwrap(), PollStatus::Running);
+    second.stop(&started.state).await.unwrap();
+    assert!(fake.get(Resource::Services, fake.namespace(), "jupyter-alice").is_none(), "stop removes the Service");
+    validate_with_kubernetes_validate(&fake);
+}
+
+#[tokio::test]
+async fn a_slow_spawn_says_where_the_pod_is_while_it_waits() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    fake.set_scenario(PodMatch::Name("jupyter-slow".into()), Scenario::Stuck);
+    let config = load_config("singleuser:\n  storage:\n    type: none\n");
+    let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
+    let mut settings = KubeSpawnerConfig::from_config(&config, &namespace).unwrap();
+    settings.slow_spawn_interval = Duration::from_millis(300);
+    let spawner = KubeSpawner::new(client, settings, policy()).await;
+    let request = request("slow", json!({}));
+    let prepared = spawner.prepare(&request).await.unwrap();
+    let mut progress = spawner.progress(&prepared).expect("progress while spawning");
+    let outcome = tokio::time::timeout(Duration::from_secs(2), spawner.start(&request, &prepared)).await;
+    assert!(outcome.is_err(), "a stuck pod never becomes ready");
+    let mut waiting = Vec::new();
+    while let Ok(message) = progress.try_recv() {
+        if message.starts_with("Still waiting for the pod jupyter-slow after ") {
+            waiting.push(message);
+        }
+    }
+    assert!(waiting.len() >= 3, "slow-spawn messages: {waiting:?}");
+    assert!(waiting.last().unwrap().ends_with("Pending (ContainerCreating)"), "{waiting:?}");
+    spawner.stop(&prepared).await.unwrap();
+}
