@@ -92,7 +92,10 @@ fn main() {
 
 /// A call's outcome and phases, or its failure as text (the bench stops on any failure).
 fn measured<T>(report: CallReport<T>) -> Result<CallPhases, String> {
-    report.result.map(|_| report.phases).map_err(|failure| format!("{failure:?}"))
+    // The wall time goes into the message: a timeout after less than the budget would be a bug, one after more
+    // is the machine holding the thread (seen on this 2-core machine while other agents build).
+    let elapsed = report.elapsed;
+    report.result.map(|_| report.phases).map_err(|failure| format!("{failure:?} after {elapsed:?}"))
 }
 
 /// Runs `call` after a warm-up and prints one table row: the whole call's percentiles as the hub sees it, then

@@ -4,7 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -45,8 +45,30 @@ pub struct PolicyEngine {
 struct EngineInner {
     engine: wasmtime::Engine,
     cache_dir: Option<PathBuf>,
+    clock: Arc<EpochClock>,
     ticker_stop: Arc<AtomicBool>,
     ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The wall-clock meaning of the epoch: tick `n` is due `n` ticks after `started`, and `ticks_done` is how far
+/// the ticker has advanced the engine. The two differ while the ticker thread waits for a core; a call that
+/// starts then must not count the ticks the ticker still owes against its own budget.
+struct EpochClock {
+    started: Instant,
+    /// Written by the ticker after each `increment_epoch`, so it never runs ahead of the engine's epoch.
+    ticks_done: AtomicU64,
+}
+
+impl EpochClock {
+    fn ticks_due(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos() / EPOCH_TICK.as_nanos().max(1)).unwrap_or(u64::MAX)
+    }
+
+    /// Ticks the ticker still owes (0 when it is on time). It may read high by the increments in flight, which
+    /// only lengthens a deadline, never shortens it.
+    fn lag(&self) -> u64 {
+        self.ticks_due().saturating_sub(self.ticks_done.load(Ordering::Acquire))
+    }
 }
 
 impl Drop for EngineInner {
@@ -95,31 +117,36 @@ impl PolicyEngine {
         config.epoch_interruption(true);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
         let engine = wasmtime::Engine::new(&config).map_err(|error| EngineError::Engine(format!("{error:#}")))?;
+        let clock = Arc::new(EpochClock { started: Instant::now(), ticks_done: AtomicU64::new(0) });
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let engine = engine.clone();
-            let stop = ticker_stop.clone();
+            let (clock, stop) = (clock.clone(), ticker_stop.clone());
             std::thread::Builder::new()
                 .name("policy-epoch".to_owned())
-                .spawn(move || run_ticker(&engine, &stop))
+                .spawn(move || run_ticker(&engine, &clock, &stop))
                 .map_err(EngineError::Ticker)?
         };
         if let Some(dir) = &cache_dir {
             // A missing cache is a slower start, not an error; `compile` reports nothing either.
             let _ = create_private_dir(dir);
         }
-        Ok(PolicyEngine { inner: Arc::new(EngineInner { engine, cache_dir, ticker_stop, ticker: Some(ticker) }) })
+        Ok(PolicyEngine {
+            inner: Arc::new(EngineInner { engine, cache_dir, clock, ticker_stop, ticker: Some(ticker) }),
+        })
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
     }
 
-    /// Deadline in epoch ticks for a wall-clock budget. The next tick may be due at any moment, so one tick
-    /// more than the budget guarantees a guest at least its whole budget (it may get up to one tick extra).
-    pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-        let tick_nanos = EPOCH_TICK.as_nanos().max(1);
-        u64::try_from(timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX).max(1).saturating_add(1)
+    /// Deadline, in epoch ticks from the engine's current epoch, for a wall-clock budget that starts now. The
+    /// next tick may be due at any moment, so one tick more than the budget guarantees a guest at least its
+    /// whole budget (it may get up to one tick extra). When the ticker is behind (its thread waited for a core
+    /// on a busy machine), it is about to catch up in a burst; the ticks it owes are added, or that burst would
+    /// interrupt a call that had barely started.
+    pub(crate) fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        budget_ticks(timeout).saturating_add(self.inner.clock.lag())
     }
 
     /// Compiles a component, or rehydrates it from the cache. Runs on the loader thread, never on a request.
@@ -175,17 +202,26 @@ impl PolicyEngine {
     }
 }
 
-/// Advances the epoch by wall time, not by wakeups: after a late wakeup it catches up, so deadlines stay in
-/// milliseconds even when the machine is busy.
-fn run_ticker(engine: &wasmtime::Engine, stop: &AtomicBool) {
-    let started = Instant::now();
-    let mut ticks_done: u128 = 0;
+/// Epoch ticks for a budget, plus the one tick that may be due at any moment.
+fn budget_ticks(timeout: Duration) -> u64 {
+    let tick_nanos = EPOCH_TICK.as_nanos().max(1);
+    u64::try_from(timeout.as_nanos().div_ceil(tick_nanos)).unwrap_or(u64::MAX).max(1).saturating_add(1)
+}
+
+/// Advances the epoch by wall time, not by wakeups: after a late wakeup it catches up, so a runaway guest
+/// still stops within milliseconds of its deadline when the machine is busy. Calls that started while the
+/// ticker was behind had the owed ticks added to their deadline (`deadline_ticks`), so the burst does not cut
+/// them short.
+fn run_ticker(engine: &wasmtime::Engine, clock: &EpochClock, stop: &AtomicBool) {
+    let mut ticks_done: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(EPOCH_TICK);
-        let ticks_due = started.elapsed().as_nanos() / EPOCH_TICK.as_nanos().max(1);
+        let ticks_due = clock.ticks_due();
         while ticks_done < ticks_due {
             engine.increment_epoch();
             ticks_done += 1;
+            // After the increment: a reader never sees more ticks done than the engine's epoch holds.
+            clock.ticks_done.store(ticks_done, Ordering::Release);
         }
     }
 }
@@ -202,4 +238,24 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_set_while_the_ticker_is_behind_includes_the_owed_ticks() {
+        // The ticker has done 100 ticks, but 500 ms have passed: the 400 owed ticks will come in one burst.
+        let clock = EpochClock {
+            started: Instant::now().checked_sub(Duration::from_millis(500)).expect("the clock is past 500 ms"),
+            ticks_done: AtomicU64::new(100),
+        };
+        let lag = clock.lag();
+        assert!((400..450).contains(&lag), "lag {lag}");
+        // On time, nothing is added: a 200 ms budget is 201 ticks.
+        assert_eq!(budget_ticks(Duration::from_millis(200)), 201);
+        clock.ticks_done.store(clock.ticks_due() + 5, Ordering::Release);
+        assert_eq!(clock.lag(), 0);
+    }
 }

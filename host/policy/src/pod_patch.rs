@@ -23,9 +23,27 @@ pub const DEFAULT_ALLOWED_PATHS: &[&str] = &[
     "/spec/containers/*/env",
 ];
 
+/// One operation as the policy wrote it. `op` and `path` borrow from the patch text (they are copied only when
+/// they contain an escape); unknown members such as `from` are ignored, since the ops that use them are refused.
+#[derive(Deserialize)]
+struct Operation<'a> {
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    /// `Some` whenever the member is present, `null` included (an `add` of `null` is a valid operation).
+    #[serde(default, deserialize_with = "present")]
+    value: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
 /// Applies `patch_json` to `pod` and parses the result. Every error is the policy's fault (invalid output).
 pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths: &[String]) -> Result<Pod, String> {
-    let patch: Vec<serde_json::Value> = serde_json::from_str(patch_json)
+    // Parsed once, straight into operations: no intermediate JSON value per operation.
+    let patch: Vec<Operation<'_>> = serde_json::from_str(patch_json)
         .map_err(|error| format!("the patch is not a JSON array of operations: {error}"))?;
     let invalid_pod = |error: serde_json::Error| format!("the patched Pod is not a valid Pod: {error}");
     if patch.is_empty() {
@@ -46,22 +64,20 @@ pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths:
 
 fn apply_operation(
     document: &mut serde_json::Value,
-    mut operation: serde_json::Value,
+    operation: Operation<'_>,
     allowed_paths: &[impl AsRef<str>],
 ) -> Result<(), String> {
-    // Taken out first so an `add` moves the value into the document instead of copying it.
-    let value = operation.as_object_mut().and_then(|operation| operation.remove("value"));
-    let op = operation.get("op").and_then(|op| op.as_str()).ok_or("no \"op\"")?;
-    let path = operation.get("path").and_then(|path| path.as_str()).ok_or("no \"path\"")?;
-    let segments = parse_pointer(path)?;
+    let Operation { op, path, value } = operation;
+    let segments = parse_pointer(&path)?;
     if !allowed_paths.iter().any(|allowed| path_is_under(&segments, allowed.as_ref())) {
         return Err(format!("path {path:?} is not under the allowed paths"));
     }
     let (last, parent_segments) = segments.split_last().ok_or("the root cannot be patched")?;
     let parent = resolve(document, parent_segments).ok_or_else(|| format!("{path:?}: the parent does not exist"))?;
-    match op {
+    match op.as_ref() {
         "add" | "replace" => {
             let add = op == "add";
+            // Moved into the document, not copied.
             let value = value.ok_or("no \"value\"")?;
             match parent {
                 serde_json::Value::Object(map) => {
@@ -176,6 +192,18 @@ mod tests {
         let moved = r#"[{"op": "move", "from": "/spec", "path": "/metadata/labels"}]"#;
         assert!(apply_pod_patch(&pod(), moved, &[]).unwrap_err().contains("not allowed"));
         assert!(apply_pod_patch(&pod(), "{}", &[]).is_err());
+    }
+
+    #[test]
+    fn an_add_of_null_is_an_operation_and_a_missing_value_is_not() {
+        let null = r#"[{"op": "add", "path": "/metadata/labels", "value": null}]"#;
+        assert!(apply_pod_patch(&pod(), null, &[]).is_ok());
+        let missing = r#"[{"op": "add", "path": "/metadata/labels"}]"#;
+        assert!(apply_pod_patch(&pod(), missing, &[]).unwrap_err().contains("no \"value\""));
+        let escaped = r#"[{"op": "add", "path": "/metadata/labels/example.com~1gpu", "value": "yes"}]"#;
+        let labelled = apply_pod_patch(&serde_json::json!({"metadata": {"labels": {}}}), escaped, &[]).unwrap();
+        let labels = labelled.metadata.labels.unwrap();
+        assert_eq!(labels["example.com/gpu"], "yes");
     }
 
     #[test]

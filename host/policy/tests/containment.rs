@@ -137,10 +137,18 @@ fn the_host_keeps_serving_other_calls_while_a_guest_loops() {
         })
     };
     std::thread::sleep(Duration::from_millis(50));
+    let limits = Limits::default();
     let mut served = 0;
     while !looping.is_finished() {
-        assert_eq!(good.decide_cull("{}", &Limits::default(), &servers()).class(), OutcomeClass::Ok);
-        served += 1;
+        let report = good.decide_cull("{}", &limits, &servers());
+        match report.class() {
+            OutcomeClass::Ok => served += 1,
+            // On a loaded machine (load 6-10 on 2 cores) this thread can wait for a core longer than the whole
+            // 200 ms budget, and then the deadline is honest. What must never happen is a well-behaved call cut
+            // short: a timeout counts only if the call really ran past its budget.
+            OutcomeClass::Timeout if report.elapsed >= limits.timeout() => {}
+            _ => panic!("a well-behaved call failed after {:?}: {:?}", report.elapsed, report.result),
+        }
     }
     assert_eq!(looping.join().unwrap().class(), OutcomeClass::Timeout);
     assert!(served > 10, "only {served} calls were served while the guest looped");

@@ -301,7 +301,8 @@ pub mod pods {
     }
 
     /// The Pod the spawner built, as the JSON text the host sent. It is parsed only when a policy asks, and
-    /// straight into the type it asks for: a policy that decides from the context alone never parses it.
+    /// straight into the type it asks for: a policy that decides from the context alone never parses it, and
+    /// [`PodJson::get`] parses only the piece a policy needs.
     pub struct PodJson(String);
 
     impl PodJson {
@@ -314,33 +315,190 @@ pub mod pods {
             &self.0
         }
 
+        /// The piece of the Pod at a JSON Pointer (the same paths a patch uses, e.g. `/spec/tolerations` or
+        /// `/spec/containers/0/resources`), parsed into `T`; `None` when the Pod has nothing there. Everything
+        /// else in the Pod is skipped without being built, which is much cheaper than parsing the whole Pod.
+        pub fn get<T: serde::de::DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, String> {
+            use serde::de::DeserializeSeed;
+            let segments = pointer_segments(pointer)?;
+            let mut deserializer = serde_json::Deserializer::from_str(&self.0);
+            At { segments: &segments, found: std::marker::PhantomData::<T> }
+                .deserialize(&mut deserializer)
+                .map_err(|error| format!("the Pod at {pointer:?} does not parse: {error}"))
+        }
+
+        /// Whether the Pod has anything at a JSON Pointer.
+        pub fn contains(&self, pointer: &str) -> Result<bool, String> {
+            Ok(self.get::<serde::de::IgnoredAny>(pointer)?.is_some())
+        }
+
         /// The Pod as a JSON value.
         pub fn value(&self) -> Result<serde_json::Value, String> {
             serde_json::from_str(&self.0).map_err(|error| format!("the Pod is not JSON: {error}"))
         }
 
-        /// The Pod as k8s-openapi's typed `Pod`.
+        /// The whole Pod as k8s-openapi's typed `Pod`.
         #[cfg(feature = "k8s")]
         pub fn typed(&self) -> Result<k8s_openapi::api::core::v1::Pod, String> {
             serde_json::from_str(&self.0).map_err(|error| format!("the Pod does not parse: {error}"))
         }
     }
 
-    /// One JSON Patch operation; the host accepts only these three.
+    /// The unescaped segments of a JSON Pointer (`~1` is `/`, `~0` is `~`).
+    fn pointer_segments(pointer: &str) -> Result<Vec<String>, String> {
+        if pointer.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Err(format!("the pointer {pointer:?} does not start with /"));
+        };
+        // Most segments hold no escape; `replace` is not free in a guest, so it runs only when needed.
+        Ok(rest
+            .split('/')
+            .map(|segment| match segment.contains('~') {
+                true => segment.replace("~1", "/").replace("~0", "~"),
+                false => segment.to_owned(),
+            })
+            .collect())
+    }
+
+    /// Walks one JSON document down `segments`, skipping every other member unbuilt, and parses what it finds
+    /// there into `T`.
+    struct At<'s, T> {
+        segments: &'s [String],
+        found: std::marker::PhantomData<T>,
+    }
+
+    impl<'de, T: serde::de::DeserializeOwned> serde::de::DeserializeSeed<'de> for At<'_, T> {
+        type Value = Option<T>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+            match self.segments.split_first() {
+                // `null` counts as absent, as it does for Kubernetes.
+                None => <Option<T> as serde::Deserialize>::deserialize(deserializer),
+                Some((segment, rest)) => deserializer.deserialize_any(Step { segment, rest, found: self.found }),
+            }
+        }
+    }
+
+    /// One step of [`At`]: the member named `segment` of an object, or the item at that index of an array.
+    struct Step<'s, T> {
+        segment: &'s str,
+        rest: &'s [String],
+        found: std::marker::PhantomData<T>,
+    }
+
+    impl<'de, T: serde::de::DeserializeOwned> serde::de::Visitor<'de> for Step<'_, T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("any JSON value")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+            let mut found = None;
+            while let Some(matches) = map.next_key_seed(KeyIs(self.segment))? {
+                if matches && found.is_none() {
+                    found = map.next_value_seed(At { segments: self.rest, found: self.found })?;
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Option<T>, A::Error> {
+            let wanted = self.segment.parse::<usize>().ok();
+            let mut found = None;
+            let mut index = 0;
+            loop {
+                let more = if Some(index) == wanted {
+                    items
+                        .next_element_seed(At { segments: self.rest, found: self.found })?
+                        .map(|item| found = item)
+                        .is_some()
+                } else {
+                    items.next_element::<serde::de::IgnoredAny>()?.is_some()
+                };
+                if !more {
+                    return Ok(found);
+                }
+                index += 1;
+            }
+        }
+
+        // A scalar has no members: the pointer leads nowhere.
+        fn visit_bool<E>(self, _: bool) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+    }
+
+    /// Compares an object key with a pointer segment without allocating it.
+    struct KeyIs<'s>(&'s str);
+
+    impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+        type Value = bool;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+    }
+
+    impl<'de> serde::de::Visitor<'de> for KeyIs<'_> {
+        type Value = bool;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("an object key")
+        }
+
+        fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+            Ok(key == self.0)
+        }
+    }
+
+    /// One JSON Patch operation; the host accepts only these three. The value is kept as JSON text, written
+    /// once straight from the policy's own type (no intermediate `serde_json::Value`).
     #[derive(Clone, Debug, serde::Serialize)]
     #[serde(tag = "op", rename_all = "lowercase")]
     pub enum PatchOperation {
-        Add { path: String, value: serde_json::Value },
-        Replace { path: String, value: serde_json::Value },
+        Add { path: String, value: Box<serde_json::value::RawValue> },
+        Replace { path: String, value: Box<serde_json::value::RawValue> },
         Remove { path: String },
     }
 
     impl PatchOperation {
         /// `add` of any serializable value, e.g. a k8s-openapi `Toleration` or `ResourceRequirements`.
         pub fn add(path: impl Into<String>, value: impl serde::Serialize) -> Result<PatchOperation, String> {
-            let value = serde_json::to_value(value).map_err(|error| error.to_string())?;
-            Ok(PatchOperation::Add { path: path.into(), value })
+            Ok(PatchOperation::Add { path: path.into(), value: json_text(&value)? })
         }
+
+        /// `replace` of a value that must already be there.
+        pub fn replace(path: impl Into<String>, value: impl serde::Serialize) -> Result<PatchOperation, String> {
+            Ok(PatchOperation::Replace { path: path.into(), value: json_text(&value)? })
+        }
+
+        pub fn remove(path: impl Into<String>) -> PatchOperation {
+            PatchOperation::Remove { path: path.into() }
+        }
+    }
+
+    fn json_text(value: &impl serde::Serialize) -> Result<Box<serde_json::value::RawValue>, String> {
+        serde_json::value::to_raw_value(value).map_err(|error| error.to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Example pods policy: for GPU profiles, set the GPU resource limit, the node selector and the tolerations in
 //! one patch, so a GPU Pod never lands on a CPU node or without its device (the failure mode operators report
-//! when these three are configured separately). Uses the SDK's k8s-openapi types.
+//! when these three are configured separately). Uses the SDK's k8s-openapi types for the pieces it reads and
+//! writes, and `PodJson::get` to parse only those pieces of the Pod.
 
 use std::collections::BTreeMap;
 
@@ -47,20 +48,19 @@ impl PodPolicy for GpuPod {
         if !settings.gpu_profiles.contains(&context.profile) {
             return Ok(Vec::new());
         }
-        let pod = pod.typed()?;
-        let spec = pod.spec.unwrap_or_default();
-        let mut node_selector = spec.node_selector.unwrap_or_default();
+        // Only the three pieces this policy changes are parsed; the rest of the Pod is skipped unbuilt.
+        if !pod.contains("/spec/containers/0")? {
+            return Err("the Pod has no container".to_owned());
+        }
+        let mut node_selector: BTreeMap<String, String> = pod.get("/spec/nodeSelector")?.unwrap_or_default();
         node_selector.extend(settings.node_selector.clone());
-        let mut tolerations = spec.tolerations.unwrap_or_default();
+        let mut tolerations: Vec<Toleration> = pod.get("/spec/tolerations")?.unwrap_or_default();
         for toleration in &settings.tolerations {
             if !tolerations.contains(toleration) {
                 tolerations.push(toleration.clone());
             }
         }
-        let Some(container) = spec.containers.first() else {
-            return Err("the Pod has no container".to_owned());
-        };
-        let mut resources: ResourceRequirements = container.resources.clone().unwrap_or_default();
+        let mut resources: ResourceRequirements = pod.get("/spec/containers/0/resources")?.unwrap_or_default();
         let count = Quantity(settings.gpu_count.to_string());
         resources.limits.get_or_insert_with(BTreeMap::new).insert(settings.resource_name.clone(), count.clone());
         resources.requests.get_or_insert_with(BTreeMap::new).insert(settings.resource_name.clone(), count);
