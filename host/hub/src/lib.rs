@@ -7,6 +7,7 @@
 mod auth;
 mod authenticator;
 mod browser;
+mod caller_cache;
 mod culler;
 mod error;
 mod groups;
@@ -170,6 +171,8 @@ struct Inner {
     metrics: metrics::HubMetrics,
     /// Page templates and static assets.
     templates: templates::Templates,
+    /// API-token callers already resolved (`caller_cache.rs`).
+    caller_cache: caller_cache::CallerCache,
 }
 
 /// The hub's shared state. Cheap to clone.
@@ -202,6 +205,7 @@ impl Hub {
                 shutdown: shutdown::ShutdownSignal::default(),
                 metrics: metrics::HubMetrics::default(),
                 templates,
+                caller_cache: caller_cache::CallerCache::new(),
             }),
         }
     }
@@ -227,6 +231,10 @@ impl Hub {
 
     fn inner_mut(&mut self) -> &mut Inner {
         Arc::get_mut(&mut self.inner).expect("Hub::with_* must be called before the hub is cloned")
+    }
+
+    pub(crate) fn caller_cache(&self) -> &caller_cache::CallerCache {
+        &self.inner.caller_cache
     }
 
     pub(crate) fn authenticator(&self) -> &dyn Authenticator {

@@ -99,7 +99,7 @@ pub(crate) async fn session_caller(hub: &Hub, session: &BrowserSession) -> Resul
         Err(error) => return Err(error),
     };
     let credential = Credential::Cookie { session_id: session.login.session_id.clone() };
-    Ok(Some(Caller { owner: Some(owner), scopes, admin, credential }))
+    Ok(Some(Caller { owner: Some(owner), scopes: std::sync::Arc::new(scopes), admin, credential }))
 }
 
 /// The XSRF token a request presents: `_xsrf` in the query, or the `X-XSRFToken` or `X-CSRFToken` header.

@@ -43,7 +43,8 @@ pub(crate) fn group_names(user: Option<&User>) -> Vec<String> {
 }
 
 async fn model_for(hub: &Hub, caller: &Caller, user: &User, include_stopped: bool) -> Result<Value, ApiError> {
-    let servers = hub.store().list_servers(Some(&user.name)).await?;
+    // The user was just read, so the query that does not tell "no servers" from "no user" is enough.
+    let servers = hub.store().list_servers_of(std::slice::from_ref(&user.name)).await?;
     let model = user_model(user, &servers, &caller.scopes, include_stopped, &hub.config().base_url);
     Ok(model.unwrap_or_else(|| Value::Object(Map::new())))
 }

@@ -26,6 +26,36 @@ pub(crate) fn now() -> Timestamp {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
+/// Ids as a JSON array, bound as one parameter in place of an `IN ($1, $2, ...)` list: the statement text is
+/// the same for any count (one prepared statement, no parameter limit), and SQLite does not look up each of
+/// hundreds of numbered parameters by name.
+pub(crate) fn json_ids(ids: &[i64]) -> String {
+    let items: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Strings as a JSON array, for the same use as [`json_ids`].
+pub(crate) fn json_strings<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let mut json = String::from("[");
+    for (index, value) in values.enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        for character in value.chars() {
+            match character {
+                '"' => json.push_str("\\\""),
+                '\\' => json.push_str("\\\\"),
+                control if u32::from(control) < 0x20 => json.push_str(&format!("\\u{:04x}", u32::from(control))),
+                other => json.push(other),
+            }
+        }
+        json.push('"');
+    }
+    json.push(']');
+    json
+}
+
 pub(crate) fn encode_scopes(scopes: &[String]) -> StoreResult<String> {
     for scope in scopes {
         Scope::parse(scope).map_err(|error| StoreError::invalid("scope", error.to_string()))?;
@@ -103,6 +133,13 @@ pub(crate) fn contains_pattern(needle: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_become_json_arrays() {
+        assert_eq!(json_ids(&[]), "[]");
+        assert_eq!(json_ids(&[1, -2, 30]), "[1,-2,30]");
+        assert_eq!(json_strings(["a", "b\"c\\d\u{1}é"].into_iter()), r#"["a","b\"c\\d\u0001é"]"#);
+    }
 
     #[test]
     fn scopes_round_trip_and_refuse_whitespace() {

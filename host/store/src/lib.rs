@@ -28,6 +28,16 @@ pub use sqlite::SqliteStore;
 /// Timestamps the store sets itself (`created`, `started`) come from the system clock.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// A counter that moves forward after every write that can change what an existing API token grants or
+    /// whether it still exists: deleting tokens (one, a session's, expired ones, with their user, service or OAuth
+    /// client), renaming or deleting users and changing their admin flag, group membership and deletion, roles,
+    /// role assignments and services. Writes that cannot change an existing token's grant (creating users, groups,
+    /// tokens or clients, activity, servers) leave it alone. It moves only after the write is committed, so a
+    /// value read before reading the database is older than any write that reading could have missed: a cache of
+    /// resolved tokens tagged with it is current while the tag equals the counter. It counts this process's writes
+    /// only; like JupyterHub, the hub assumes it is the one writer of its database.
+    fn auth_generation(&self) -> u64;
+
     // === users ===
     async fn create_user(&self, name: &UserName, admin: bool) -> StoreResult<User>;
     async fn get_user(&self, name: &UserName) -> StoreResult<User>;
@@ -42,6 +52,9 @@ pub trait Store: Send + Sync {
     // === groups ===
     async fn create_group(&self, name: &GroupName) -> StoreResult<Group>;
     async fn get_group(&self, name: &GroupName) -> StoreResult<Group>;
+    /// The roles held by any of `groups`, each once, in byte order, in one query and without the groups'
+    /// members (request authentication needs only these); unknown groups hold none.
+    async fn get_groups_roles(&self, groups: &[GroupName]) -> StoreResult<Vec<RoleName>>;
     async fn list_groups(&self, page: PageRequest) -> StoreResult<Page<Group>>;
     /// Replaces the properties (a JSON object as text).
     async fn set_group_properties(&self, name: &GroupName, properties: &str) -> StoreResult<Group>;
@@ -56,6 +69,8 @@ pub trait Store: Send + Sync {
     async fn get_role(&self, name: &RoleName) -> StoreResult<Role>;
     /// Only the role's scopes, in one query: what request authentication needs, without the role's holders.
     async fn get_role_scopes(&self, name: &RoleName) -> StoreResult<Vec<String>>;
+    /// The scopes of each of `roles` that is stored, in one query; roles not stored are left out.
+    async fn get_roles_scopes(&self, roles: &[RoleName]) -> StoreResult<Vec<(RoleName, Vec<String>)>>;
     async fn list_roles(&self) -> StoreResult<Vec<Role>>;
     async fn delete_role(&self, name: &RoleName) -> StoreResult<()>;
     /// Assigning a role twice is fine.

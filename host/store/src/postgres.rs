@@ -1,6 +1,7 @@
 //! [`Store`](crate::Store) on PostgreSQL, for hubs whose state must outlive the machine they run on.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -15,6 +16,8 @@ use crate::verified::VerifiedTokens;
 pub struct PostgresStore {
     pool: PgPool,
     verified: Arc<VerifiedTokens>,
+    /// [`Store::auth_generation`](crate::Store::auth_generation), shared by clones.
+    auth_generation: Arc<AtomicU64>,
 }
 
 impl PostgresStore {
@@ -27,7 +30,7 @@ impl PostgresStore {
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new().max_connections(16).connect_with(options).await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()) })
+        Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()), auth_generation: Arc::default() })
     }
 
     /// The underlying pool, for tests that inspect what is stored.
@@ -58,9 +61,12 @@ fn migrator() -> Migrator {
 }
 
 // `COLLATE "C"` sorts names by bytes, as SQLite's default BINARY collation does, whatever the database's locale.
+// Lists of ids and names arrive as one JSON array parameter, unpacked by `jsonb_array_elements_text`.
 crate::sql_store::sql_store!(
     PostgresStore,
     sqlx::Postgres,
     case_insensitive_like = "ILIKE",
-    byte_order = "COLLATE \"C\""
+    byte_order = "COLLATE \"C\"",
+    ids_in = "SELECT jsonb_array_elements_text($1::jsonb)::bigint",
+    names_in = "SELECT jsonb_array_elements_text($1::jsonb)"
 );

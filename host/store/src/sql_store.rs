@@ -3,11 +3,19 @@
 //! Both databases take the same statements (`$N` parameters, `RETURNING`, `ON CONFLICT`), so the code is written
 //! once. It is a macro rather than a function generic over `sqlx::Database` because sqlx's generic bounds (an
 //! `Encode`, `Decode` and `Type` bound per column type, per lifetime) would bury the SQL; expanded per backend,
-//! every query is checked against concrete types. The two differences are parameters: the case-insensitive
-//! `LIKE` operator and the collation that sorts names by bytes, so both backends list in the same order.
+//! every query is checked against concrete types. The differences are parameters: the case-insensitive `LIKE`
+//! operator, the collation that sorts names by bytes (so both backends list in the same order), and the subquery
+//! that unpacks a list of ids or names bound as one JSON-array parameter.
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, case_insensitive_like = $ilike:literal, byte_order = $byte_order:literal) => {
+    (
+        $store:ident,
+        $db:ty,
+        case_insensitive_like = $ilike:literal,
+        byte_order = $byte_order:literal,
+        ids_in = $ids_in:literal,
+        names_in = $names_in:literal
+    ) => {
         use std::collections::HashMap;
 
         use async_trait::async_trait;
@@ -17,8 +25,8 @@ macro_rules! sql_store {
         };
 
         use crate::encoding::{
-            contains_pattern, decode_scopes, encode_scopes, full_server_name, hash_token, micros, name, new_token,
-            now, optional_timestamp, parse_hash, parse_names, timestamp,
+            contains_pattern, decode_scopes, encode_scopes, full_server_name, hash_token, json_ids, json_strings, micros,
+            name, new_token, now, optional_timestamp, parse_hash, parse_names, timestamp,
         };
         use crate::error::conflict_on_unique;
         use crate::{
@@ -50,10 +58,6 @@ macro_rules! sql_store {
         const SERVICE_ID: &str = "SELECT id FROM services WHERE name = $1";
         const CLIENT_ID: &str = "SELECT id FROM oauth_clients WHERE client_id = $1";
 
-        fn placeholders(count: usize) -> String {
-            (1..=count).map(|index| format!("${index}")).collect::<Vec<_>>().join(", ")
-        }
-
         fn page_bounds(page: PageRequest) -> (i64, i64) {
             let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
             (clamp(page.limit), clamp(page.offset))
@@ -73,6 +77,34 @@ macro_rules! sql_store {
                 started: optional_timestamp(row.try_get("started")?)?,
                 last_activity: optional_timestamp(row.try_get("last_activity")?)?,
             })
+        }
+
+        /// A user without memberships from an `id, name, admin, created, last_activity` row.
+        fn user_from_row(row: &DbRow) -> StoreResult<User> {
+            Ok(User {
+                name: name("username", row.try_get("name")?, UserName::parse)?,
+                admin: row.try_get("admin")?,
+                created: timestamp(row.try_get("created")?)?,
+                last_activity: optional_timestamp(row.try_get("last_activity")?)?,
+                groups: Vec::new(),
+                roles: Vec::new(),
+            })
+        }
+
+        /// Adds a membership row's group (`kind` "g") or role ("r") to `user`.
+        fn add_membership(user: &mut User, kind: &str, member: String) -> StoreResult<()> {
+            match kind {
+                "g" => user.groups.push(name("group name", member, GroupName::parse)?),
+                _ => user.roles.push(name("role name", member, RoleName::parse)?),
+            }
+            Ok(())
+        }
+
+        /// Byte order, as the listings sort names on both backends; sorted here because a `UNION` cannot be
+        /// ordered by a collated expression in PostgreSQL.
+        fn sort_memberships(user: &mut User) {
+            user.groups.sort_unstable_by(|left, right| left.as_str().cmp(right.as_str()));
+            user.roles.sort_unstable_by(|left, right| left.as_str().cmp(right.as_str()));
         }
 
         const SERVER_COLUMNS_FROM: &str = "SELECT u.name AS user_name, s.name, s.state, s.url, s.spawner_state, \
@@ -106,54 +138,36 @@ macro_rules! sql_store {
             FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id LEFT JOIN services s ON s.id = t.service_id";
 
         impl $store {
-            /// Turns `id, name, admin, created, last_activity` rows into users, with groups and roles fetched in
-            /// one query each for the whole batch.
+            /// Turns `id, name, admin, created, last_activity` rows into users, with their groups and roles fetched
+            /// in one query for the whole batch.
             async fn users_from_rows(&self, rows: Vec<DbRow>) -> StoreResult<Vec<User>> {
                 let mut ids = Vec::with_capacity(rows.len());
                 let mut users = Vec::with_capacity(rows.len());
                 for row in &rows {
                     ids.push(row.try_get::<i64, _>("id")?);
-                    users.push(User {
-                        name: name("username", row.try_get("name")?, UserName::parse)?,
-                        admin: row.try_get("admin")?,
-                        created: timestamp(row.try_get("created")?)?,
-                        last_activity: optional_timestamp(row.try_get("last_activity")?)?,
-                        groups: Vec::new(),
-                        roles: Vec::new(),
-                    });
+                    users.push(user_from_row(row)?);
                 }
                 if ids.is_empty() {
                     return Ok(users);
                 }
                 let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(index, id)| (*id, index)).collect();
-                let in_list = placeholders(ids.len());
-
-                let sql = format!(
-                    "SELECT ug.user_id, g.name FROM user_groups ug JOIN groups g ON g.id = ug.group_id \
-                     WHERE ug.user_id IN ({in_list}) ORDER BY g.name {}",
-                    $byte_order
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in &ids {
-                    query = query.bind(*id);
-                }
+                // Both memberships in one statement, the ids bound once as a JSON array (see `json_ids`).
+                let query = sqlx::query(concat!(
+                    "SELECT ug.user_id, 'g' AS kind, g.name FROM user_groups ug JOIN groups g ON g.id = ug.group_id ",
+                    "WHERE ug.user_id IN (",
+                    $ids_in,
+                    ") UNION ALL SELECT ur.user_id, 'r' AS kind, r.name FROM user_roles ur ",
+                    "JOIN roles r ON r.id = ur.role_id WHERE ur.user_id IN (",
+                    $ids_in,
+                    ")"
+                ))
+                .bind(json_ids(&ids));
                 for row in query.fetch_all(&self.pool).await? {
-                    let index = position[&row.try_get::<i64, _>(0)?];
-                    users[index].groups.push(name("group name", row.try_get(1)?, GroupName::parse)?);
+                    let user = &mut users[position[&row.try_get::<i64, _>(0)?]];
+                    add_membership(user, &row.try_get::<String, _>(1)?, row.try_get(2)?)?;
                 }
-
-                let sql = format!(
-                    "SELECT ur.user_id, r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-                     WHERE ur.user_id IN ({in_list}) ORDER BY r.name {}",
-                    $byte_order
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in &ids {
-                    query = query.bind(*id);
-                }
-                for row in query.fetch_all(&self.pool).await? {
-                    let index = position[&row.try_get::<i64, _>(0)?];
-                    users[index].roles.push(name("role name", row.try_get(1)?, RoleName::parse)?);
+                for user in &mut users {
+                    sort_memberships(user);
                 }
                 Ok(users)
             }
@@ -281,6 +295,12 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Moves [`Store::auth_generation`] when the returned guard drops: at the end of a write method, after its
+            /// commit, and also when the write is cancelled midway, since it may have committed anyway.
+            fn auth_change(&self) -> crate::sql_store::AuthChange<'_> {
+                crate::sql_store::AuthChange(&self.auth_generation)
+            }
+
             /// Deletes `sql`'s single matching row, or reports `NotFound`.
             async fn delete_one(&self, sql: &'static str, kind: &'static str, key: &str) -> StoreResult<()> {
                 let result = sqlx::query(sql).bind(key).execute(&self.pool).await?;
@@ -293,6 +313,10 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl Store for $store {
+            fn auth_generation(&self) -> u64 {
+                self.auth_generation.load(std::sync::atomic::Ordering::SeqCst)
+            }
+
             // === users ===
 
             async fn create_user(&self, user: &UserName, admin: bool) -> StoreResult<User> {
@@ -315,13 +339,30 @@ macro_rules! sql_store {
             }
 
             async fn get_user(&self, user: &UserName) -> StoreResult<User> {
-                let row = sqlx::query("SELECT id, name, admin, created, last_activity FROM users WHERE name = $1")
-                    .bind(user.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .ok_or_else(|| StoreError::not_found("user", user.as_str()))?;
-                let mut users = self.users_from_rows(vec![row]).await?;
-                Ok(users.remove(0))
+                // One statement for the user and its memberships: request authentication and every handler that
+                // names a user call this, so it is the hub's most frequent query. The user's own row is the one
+                // with no `kind`.
+                let rows = sqlx::query(
+                    "SELECT u.name, u.admin, u.created, u.last_activity, NULL AS kind, NULL AS member \
+                     FROM users u WHERE u.name = $1 \
+                     UNION ALL SELECT u.name, u.admin, u.created, u.last_activity, 'g', g.name FROM users u \
+                     JOIN user_groups ug ON ug.user_id = u.id JOIN groups g ON g.id = ug.group_id WHERE u.name = $1 \
+                     UNION ALL SELECT u.name, u.admin, u.created, u.last_activity, 'r', r.name FROM users u \
+                     JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id WHERE u.name = $1",
+                )
+                .bind(user.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                let Some(first) = rows.first() else { return Err(StoreError::not_found("user", user.as_str())) };
+                let mut found = user_from_row(first)?;
+                for row in &rows {
+                    if let Some(kind) = row.try_get::<Option<String>, _>("kind")? {
+                        let member: Option<String> = row.try_get("member")?;
+                        add_membership(&mut found, &kind, member.unwrap_or_default())?;
+                    }
+                }
+                sort_memberships(&mut found);
+                Ok(found)
             }
 
             async fn list_users(&self, query: &UserQuery) -> StoreResult<Page<User>> {
@@ -376,6 +417,7 @@ macro_rules! sql_store {
             }
 
             async fn update_user(&self, user: &UserName, change: &UserChange) -> StoreResult<User> {
+                let _auth_change = self.auth_change();
                 let new_name = change.name.as_ref().map(UserName::as_str);
                 let result = sqlx::query(
                     "UPDATE users SET name = COALESCE($1, name), admin = COALESCE($2, admin) WHERE name = $3",
@@ -393,6 +435,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, user: &UserName) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 self.delete_one("DELETE FROM users WHERE name = $1", "user", user.as_str()).await
             }
 
@@ -431,6 +474,28 @@ macro_rules! sql_store {
                 self.group_from_row(&row).await
             }
 
+            async fn get_groups_roles(&self, groups: &[GroupName]) -> StoreResult<Vec<RoleName>> {
+                if groups.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT r.name FROM group_roles gr JOIN groups g ON g.id = gr.group_id \
+                     JOIN roles r ON r.id = gr.role_id WHERE g.name IN ({})",
+                    $names_in
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json_strings(groups.iter().map(GroupName::as_str)))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut names =
+                    rows.iter().map(|row| Ok(row.try_get::<String, _>(0)?)).collect::<StoreResult<Vec<_>>>()?;
+                // Byte order and each role once, done here rather than in SQL, where PostgreSQL's `DISTINCT`
+                // would refuse ordering by the collated expression.
+                names.sort_unstable();
+                names.dedup();
+                parse_names("role name", names, RoleName::parse)
+            }
+
             async fn list_groups(&self, page: PageRequest) -> StoreResult<Page<Group>> {
                 let total: i64 = sqlx::query("SELECT COUNT(*) FROM groups").fetch_one(&self.pool).await?.try_get(0)?;
                 let (limit, offset) = page_bounds(page);
@@ -459,6 +524,7 @@ macro_rules! sql_store {
             }
 
             async fn add_group_members(&self, group: &GroupName, users: &[UserName]) -> StoreResult<Group> {
+                let _auth_change = self.auth_change();
                 let mut transaction = self.pool.begin().await?;
                 let group_id = lookup_id(&mut *transaction, GROUP_ID, "group", group.as_str()).await?;
                 for user in users {
@@ -474,6 +540,7 @@ macro_rules! sql_store {
             }
 
             async fn remove_group_members(&self, group: &GroupName, users: &[UserName]) -> StoreResult<Group> {
+                let _auth_change = self.auth_change();
                 let mut transaction = self.pool.begin().await?;
                 let group_id = lookup_id(&mut *transaction, GROUP_ID, "group", group.as_str()).await?;
                 for user in users {
@@ -489,12 +556,14 @@ macro_rules! sql_store {
             }
 
             async fn delete_group(&self, group: &GroupName) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 self.delete_one("DELETE FROM groups WHERE name = $1", "group", group.as_str()).await
             }
 
             // === roles ===
 
             async fn put_role(&self, role: &RoleName, description: &str, scopes: &[String]) -> StoreResult<Role> {
+                let _auth_change = self.auth_change();
                 sqlx::query(
                     "INSERT INTO roles (name, description, scopes) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET description = excluded.description, scopes = excluded.scopes",
@@ -525,6 +594,23 @@ macro_rules! sql_store {
                 Ok(decode_scopes(&row.try_get::<String, _>("scopes")?))
             }
 
+            async fn get_roles_scopes(&self, roles: &[RoleName]) -> StoreResult<Vec<(RoleName, Vec<String>)>> {
+                if roles.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!("SELECT name, scopes FROM roles WHERE name IN ({})", $names_in);
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json_strings(roles.iter().map(RoleName::as_str)))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let role = name("role name", row.try_get("name")?, RoleName::parse)?;
+                        Ok((role, decode_scopes(&row.try_get::<String, _>("scopes")?)))
+                    })
+                    .collect()
+            }
+
             async fn list_roles(&self) -> StoreResult<Vec<Role>> {
                 let rows = sqlx::query(concat!(
                     "SELECT id, name, description, scopes FROM roles ORDER BY name ",
@@ -540,10 +626,12 @@ macro_rules! sql_store {
             }
 
             async fn delete_role(&self, role: &RoleName) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 self.delete_one("DELETE FROM roles WHERE name = $1", "role", role.as_str()).await
             }
 
             async fn assign_role(&self, role: &RoleName, holder: &RoleHolder) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 let role_id = lookup_id(&self.pool, ROLE_ID, "role", role.as_str()).await?;
                 let (holder_id, table, column) = self.holder(holder).await?;
                 let sql = format!("INSERT INTO {table} ({column}, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING");
@@ -552,6 +640,7 @@ macro_rules! sql_store {
             }
 
             async fn unassign_role(&self, role: &RoleName, holder: &RoleHolder) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 let role_id = lookup_id(&self.pool, ROLE_ID, "role", role.as_str()).await?;
                 let (holder_id, table, column) = self.holder(holder).await?;
                 let sql = format!("DELETE FROM {table} WHERE {column} = $1 AND role_id = $2");
@@ -562,6 +651,7 @@ macro_rules! sql_store {
             // === services ===
 
             async fn put_service(&self, service: &ServiceName, admin: bool) -> StoreResult<Service> {
+                let _auth_change = self.auth_change();
                 sqlx::query(
                     "INSERT INTO services (name, admin, created) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET admin = excluded.admin",
@@ -596,6 +686,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_service(&self, service: &ServiceName) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 self.delete_one("DELETE FROM services WHERE name = $1", "service", service.as_str()).await
             }
 
@@ -714,6 +805,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_api_token(&self, id: TokenId) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 let result = sqlx::query("DELETE FROM api_tokens WHERE id = $1").bind(id.0).execute(&self.pool).await?;
                 if result.rows_affected() == 0 {
                     return Err(StoreError::not_found("token", id.to_string()));
@@ -722,6 +814,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_session_tokens(&self, session_id: &str) -> StoreResult<u64> {
+                let _auth_change = self.auth_change();
                 let result = sqlx::query("DELETE FROM api_tokens WHERE session_id = $1")
                     .bind(session_id)
                     .execute(&self.pool)
@@ -730,6 +823,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_expired(&self) -> StoreResult<u64> {
+                let _auth_change = self.auth_change();
                 let now = micros(now());
                 let tokens = sqlx::query("DELETE FROM api_tokens WHERE expires_at < $1")
                     .bind(now)
@@ -791,6 +885,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_oauth_client(&self, client_id: &str) -> StoreResult<()> {
+                let _auth_change = self.auth_change();
                 if client_id == HUB_OAUTH_CLIENT {
                     // Every token the hub issued itself belongs to this client and would go with it.
                     return Err(StoreError::invalid("oauth client", "the hub's own client cannot be deleted"));
@@ -967,9 +1062,14 @@ macro_rules! sql_store {
             async fn list_servers(&self, user: Option<&UserName>) -> StoreResult<Vec<Server>> {
                 let rows = match user {
                     Some(user) => {
-                        lookup_id(&self.pool, USER_ID, "user", user.as_str()).await?;
                         let sql = format!("{SERVER_COLUMNS_FROM} WHERE u.name = $1 ORDER BY s.name {}", $byte_order);
-                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.as_str()).fetch_all(&self.pool).await?
+                        let rows =
+                            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user.as_str()).fetch_all(&self.pool).await?;
+                        // A user with servers exists; only an empty answer needs telling apart from no such user.
+                        if rows.is_empty() {
+                            lookup_id(&self.pool, USER_ID, "user", user.as_str()).await?;
+                        }
+                        rows
                     }
                     None => {
                         let sql = format!(
@@ -983,23 +1083,17 @@ macro_rules! sql_store {
             }
 
             async fn list_servers_of(&self, users: &[UserName]) -> StoreResult<Vec<Server>> {
-                let mut servers = Vec::new();
-                // One statement per chunk keeps under SQLite's bound-parameter limit.
-                for chunk in users.chunks(500) {
-                    let sql = format!(
-                        "{SERVER_COLUMNS_FROM} WHERE u.name IN ({}) ORDER BY u.name {byte_order}, s.name {byte_order}",
-                        placeholders(chunk.len()),
-                        byte_order = $byte_order
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for user in chunk {
-                        query = query.bind(user.as_str());
-                    }
-                    for row in query.fetch_all(&self.pool).await? {
-                        servers.push(server_from_row(&row)?);
-                    }
+                if users.is_empty() {
+                    return Ok(Vec::new());
                 }
-                Ok(servers)
+                let sql = format!(
+                    "{SERVER_COLUMNS_FROM} WHERE u.name IN ({}) ORDER BY u.name {byte_order}, s.name {byte_order}",
+                    $names_in,
+                    byte_order = $byte_order
+                );
+                let names = json_strings(users.iter().map(UserName::as_str));
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(names).fetch_all(&self.pool).await?;
+                rows.iter().map(server_from_row).collect()
             }
 
             async fn update_server(
@@ -1116,3 +1210,12 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+/// Moves a store's auth generation when dropped (see `auth_change` in the expansion).
+pub(crate) struct AuthChange<'a>(pub(crate) &'a std::sync::atomic::AtomicU64);
+
+impl Drop for AuthChange<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use sqlx::SqlSafeStr;
@@ -18,6 +19,8 @@ use crate::verified::VerifiedTokens;
 pub struct SqliteStore {
     pool: SqlitePool,
     verified: Arc<VerifiedTokens>,
+    /// [`Store::auth_generation`](crate::Store::auth_generation), shared by clones.
+    auth_generation: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -37,14 +40,22 @@ impl SqliteStore {
 
     /// Opens a `sqlite:` URL, e.g. `sqlite:///var/lib/wasmhub/hub.sqlite`.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?.create_if_missing(true).foreign_keys(true);
+        let mut options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        // The same reasons as in `open`; an in-memory database has no journal file to put in WAL mode.
+        if !url.contains("mode=memory") && !url.contains(":memory:") {
+            options = options.journal_mode(SqliteJournalMode::Wal);
+        }
         Self::connect_with(options).await
     }
 
     async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()) })
+        Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()), auth_generation: Arc::default() })
     }
 
     /// The underlying pool, for tests that inspect what is stored.
@@ -74,4 +85,12 @@ fn migrator() -> Migrator {
     ])
 }
 
-crate::sql_store::sql_store!(SqliteStore, sqlx::Sqlite, case_insensitive_like = "LIKE", byte_order = "");
+// Lists of ids and names arrive as one JSON array parameter, unpacked by `json_each`.
+crate::sql_store::sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    case_insensitive_like = "LIKE",
+    byte_order = "",
+    ids_in = "SELECT value FROM json_each($1)",
+    names_in = "SELECT value FROM json_each($1)"
+);

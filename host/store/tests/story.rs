@@ -240,6 +240,62 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     assert_not_found(store.get_role_scopes(&writer).await);
     assert_not_found(store.delete_role(&writer).await);
 
+    // === auth generation: it moves on writes that change an existing token's grant, and only on those ===
+    let unchanged = store.auth_generation();
+    let mut generation = unchanged;
+    let mut assert_moved = |what: &str| {
+        let now = store.auth_generation();
+        assert!(now > generation, "{what} must move the auth generation");
+        generation = now;
+    };
+    let zeta = GroupName::parse("Zeta").unwrap();
+    store.create_group(&zeta).await.unwrap();
+    store.record_user_activity(&alice, later).await.unwrap();
+    store.set_group_properties(&zeta, "{}").await.unwrap();
+    assert_eq!(store.auth_generation(), unchanged, "creating, activity and properties grant nothing");
+    store.add_group_members(&zeta, std::slice::from_ref(&alice)).await.unwrap();
+    assert_moved("adding a member");
+    // A user's memberships come back in byte order ("Z" sorts before "s"), alone and in lists.
+    assert_eq!(names(&store.get_user(&alice).await.unwrap().groups), vec!["Zeta", "staff"]);
+    assert_eq!(names(&store.list_users(&UserQuery::default()).await.unwrap().items[0].groups), vec!["Zeta", "staff"]);
+    store.put_role(&writer, "writes", &[]).await.unwrap();
+    assert_moved("putting a role");
+    store.assign_role(&writer, &RoleHolder::User(alice.clone())).await.unwrap();
+    assert_moved("assigning a role");
+    assert_eq!(names(&store.get_user(&alice).await.unwrap().roles), vec!["reader", "writer"]);
+    store.assign_role(&writer, &RoleHolder::Group(zeta.clone())).await.unwrap();
+    store.assign_role(&reader, &RoleHolder::Group(zeta.clone())).await.unwrap();
+    store.assign_role(&reader, &RoleHolder::Group(staff.clone())).await.unwrap();
+    let no_such_group = GroupName::parse("no-such-group").unwrap();
+    let groups_roles = store.get_groups_roles(&[staff.clone(), zeta.clone(), no_such_group]).await.unwrap();
+    assert_eq!(names(&groups_roles), vec!["reader", "writer"], "each role once, in byte order");
+    assert!(store.get_groups_roles(&[]).await.unwrap().is_empty());
+    let roles_scopes = store.get_roles_scopes(&[writer.clone(), ghost.clone(), reader.clone()]).await.unwrap();
+    let mut roles_scopes: Vec<(String, Vec<String>)> =
+        roles_scopes.into_iter().map(|(role, scopes)| (role.to_string(), scopes)).collect();
+    roles_scopes.sort();
+    assert_eq!(
+        roles_scopes,
+        vec![("reader".to_owned(), store.get_role_scopes(&reader).await.unwrap()), ("writer".to_owned(), vec![])],
+        "roles not stored are left out"
+    );
+    assert!(store.get_roles_scopes(&[]).await.unwrap().is_empty());
+    store.unassign_role(&reader, &RoleHolder::Group(staff.clone())).await.unwrap();
+    assert_moved("assigning and unassigning group roles");
+    store.unassign_role(&writer, &RoleHolder::User(alice.clone())).await.unwrap();
+    assert_moved("unassigning a role");
+    store.delete_role(&writer).await.unwrap();
+    assert_moved("deleting a role");
+    store.remove_group_members(&zeta, std::slice::from_ref(&alice)).await.unwrap();
+    assert_moved("removing a member");
+    store.delete_group(&zeta).await.unwrap();
+    assert_moved("deleting a group");
+    store.update_user(&dave, &UserChange { name: None, admin: Some(false) }).await.unwrap();
+    assert_moved("changing the admin flag");
+    store.update_user(&dave, &UserChange { name: None, admin: Some(true) }).await.unwrap();
+    store.put_service(&culler, true).await.unwrap();
+    assert_moved("putting a service");
+
     // === API tokens ===
     let mut request = api_token(TokenOwner::User(alice.clone()));
     request.note = "laptop".to_owned();
@@ -293,7 +349,9 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     assert_not_found(store.create_api_token(&unknown_client).await);
     assert_not_found(store.list_api_tokens(&TokenOwner::User(nobody.clone())).await);
 
+    let generation = store.auth_generation();
     store.delete_api_token(future_record.id).await.unwrap();
+    assert!(store.auth_generation() > generation, "revoking a token moves the auth generation");
     assert_not_found(store.get_api_token(future_record.id).await);
     assert_not_found(store.delete_api_token(future_record.id).await);
     assert_not_found(store.record_token_activity(TokenId(999_999), later).await);
@@ -493,8 +551,16 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     let keys: Vec<_> = of_page.iter().map(|server| (server.user.as_str(), server.name.as_str())).collect();
     assert_eq!(keys, vec![("alice", ""), ("bob", "gpu")]);
     assert_eq!(of_page[0], all_servers[0]);
-    assert!(store.list_servers_of(&[nobody.clone()]).await.unwrap().is_empty());
+    assert!(store.list_servers_of(std::slice::from_ref(&nobody)).await.unwrap().is_empty());
     assert!(store.list_servers_of(&[]).await.unwrap().is_empty());
+    // Names travel as one JSON array parameter: quotes, backslashes, control characters and Unicode survive.
+    let odd = user("o\"dd\\ \u{1}né");
+    store.create_user(&odd, false).await.unwrap();
+    store.create_server(&odd, &server(""), "{}").await.unwrap();
+    let of_odd = store.list_servers_of(&[odd.clone(), bob.clone()]).await.unwrap();
+    let keys: Vec<_> = of_odd.iter().map(|server| server.user.as_str()).collect();
+    assert_eq!(keys, vec!["bob", odd.as_str()]);
+    store.delete_user(&odd).await.unwrap();
 
     assert!(matches!(store.delete_server(&alice, &default_server).await, Err(StoreError::ServerActive { .. })));
     store.update_server(&alice, &default_server, &to(SpawnState::Stopping)).await.unwrap();
@@ -513,7 +579,9 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     }
 
     // === deleting a user takes their tokens, servers and memberships along ===
+    let generation = store.auth_generation();
     store.delete_user(&alice).await.unwrap();
+    assert!(store.auth_generation() > generation, "deleting a user moves the auth generation");
     assert_not_found(store.get_user(&alice).await);
     assert_not_found(store.find_api_token(next_server_token.as_str()).await);
     assert_not_found(store.find_login_session(kept_login.as_str()).await);
