@@ -452,6 +452,7 @@ fn hub_config(config: &Config, hub_address: SocketAddr, auth: AuthSettings) -> H
         authenticator_class: format!("{:?}", config.hub.config.jupyterhub.authenticator_class),
         allow_existing_users: config.auth_rules().allow_existing_users,
         auth,
+        shutdown_on_logout: config.hub.config.jupyterhub.shutdown_on_logout,
         cookie_max_age: Duration::try_from_secs_f64(config.hub.config.jupyterhub.cookie_max_age_days * 86_400.0)
             .unwrap_or(HubConfig::default().cookie_max_age),
         ..HubConfig::default()

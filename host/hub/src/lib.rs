@@ -117,6 +117,8 @@ pub struct HubConfig {
     pub profiles: Vec<wasmhub_policy::hooks::Profile>,
     /// `JupyterHub.template_paths`: folders searched for page templates before the embedded defaults.
     pub template_paths: Vec<std::path::PathBuf>,
+    /// `JupyterHub.shutdown_on_logout`: logging out also stops the user's running servers.
+    pub shutdown_on_logout: bool,
 }
 
 impl Default for HubConfig {
@@ -146,6 +148,7 @@ impl Default for HubConfig {
             authenticate_prometheus: true,
             profiles: Vec::new(),
             template_paths: Vec::new(),
+            shutdown_on_logout: false,
         }
     }
 }

@@ -178,10 +178,20 @@ pub(crate) async fn post_login(
 }
 
 /// Logout: the session's OAuth tokens and login are deleted, but only for a real login, so a forged logout link
-/// cannot revoke anything; the cookies are cleared either way.
+/// cannot revoke anything; the cookies are cleared either way. With `shutdown_on_logout` the user's running
+/// servers are stopped first, and the answer waits for them, as JupyterHub's does.
 pub(crate) async fn logout(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response, Response> {
     if let Some(BrowserSession { login, .. }) = session::current_session(&hub, &headers).await.map_err(page_error)? {
         let store = hub.store();
+        if hub.config().shutdown_on_logout {
+            let servers = store.list_servers(Some(&login.user)).await.map_err(|error| page_error(error.into()))?;
+            for server in servers {
+                let name = format!("{}:{}", server.user, server.name.as_str());
+                if let Err(error) = crate::servers::stop_for_culler(&hub, server, false).await {
+                    tracing::warn!(server = %name, %error, "stopping a server at logout");
+                }
+            }
+        }
         let revoked = store.delete_session_tokens(&login.session_id).await.map_err(|error| page_error(error.into()))?;
         store.delete_login_sessions(&login.session_id).await.map_err(|error| page_error(error.into()))?;
         tracing::info!(user = %login.user, revoked, "user logged out");

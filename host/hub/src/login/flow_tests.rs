@@ -13,7 +13,7 @@ use chrono::Utc;
 use cookie::Cookie;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use wasmhub_model::{GroupName, PlainToken, UserName};
+use wasmhub_model::{GroupName, PlainToken, SpawnState, UserName};
 use wasmhub_proxy::{Proxy, ProxyConfig};
 use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig};
 use wasmhub_store::{NewOAuthClient, NewOAuthCode, SqliteStore, Store};
@@ -29,6 +29,7 @@ const CALLBACK: &str = "/user/alice/oauth_callback";
 struct LoginHub {
     app: Router,
     store: Arc<SqliteStore>,
+    hub: Hub,
     _dir: tempfile::TempDir,
 }
 
@@ -57,7 +58,7 @@ async fn login_hub(auth: AuthSettings, edit: impl FnOnce(&mut HubConfig), shared
         Arc::new(DummyAuthenticator::new(Some(PASSWORD.into())))
     };
     let hub = Hub::new(config, store.clone(), Arc::new(spawner), proxy).with_authenticator(authenticator);
-    LoginHub { app: router(hub), store, _dir: dir }
+    LoginHub { app: router(hub.clone()), store, hub, _dir: dir }
 }
 
 fn allow_all() -> AuthSettings {
@@ -598,6 +599,41 @@ async fn spawn_page_starts_the_server_and_user_urls_lead_to_it() {
     let stop = format!("/hub/api/users/alice/server?_xsrf={}", browser.xsrf());
     let answer = browser.request(&hub.app, Method::DELETE, &stop, None, &[]).await;
     assert!(answer.status == StatusCode::NO_CONTENT || answer.status == StatusCode::ACCEPTED, "{}", answer.text);
+}
+
+/// Starts alice's default server through the spawn page and waits until it is running.
+async fn spawn_through_the_page(hub: &LoginHub, browser: &mut Browser) {
+    let spawn = browser.get(&hub.app, "/hub/spawn").await;
+    assert_eq!(spawn.status, StatusCode::FOUND, "{}", spawn.text);
+    let alice = UserName::parse("alice").unwrap();
+    let default = wasmhub_model::ServerName::parse("").unwrap();
+    for _ in 0..100 {
+        if hub.store.get_server(&alice, &default).await.is_ok_and(|server| server.state == SpawnState::Running) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("alice's server did not start");
+}
+
+#[tokio::test]
+async fn logout_stops_servers_only_with_shutdown_on_logout() {
+    let alice = UserName::parse("alice").unwrap();
+    let default = wasmhub_model::ServerName::parse("").unwrap();
+    for shutdown_on_logout in [false, true] {
+        let hub = login_hub(allow_all(), |config| config.shutdown_on_logout = shutdown_on_logout, false).await;
+        let mut browser = Browser::default();
+        browser.log_in(&hub.app, "alice", PASSWORD, "").await;
+        spawn_through_the_page(&hub, &mut browser).await;
+        let logout = browser.get(&hub.app, "/hub/logout").await;
+        assert_eq!(location(&logout), "/hub/login");
+        let state = hub.store.get_server(&alice, &default).await.unwrap().state;
+        let expected = if shutdown_on_logout { SpawnState::Stopped } else { SpawnState::Running };
+        assert_eq!(state, expected, "shutdown_on_logout = {shutdown_on_logout}");
+        // Whatever it left running goes now, so no server outlives the test.
+        let stop = hub.store.get_server(&alice, &default).await.unwrap();
+        crate::servers::stop_for_culler(&hub.hub, stop, false).await.unwrap();
+    }
 }
 
 #[tokio::test]
