@@ -122,10 +122,8 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             every: Duration::from_secs(config.cull.every),
             concurrency: config.cull.concurrency as usize,
             cull_admin_users: config.cull.admin_users,
+            cull_users_after: config.cull.users.then(|| Duration::from_secs(config.cull.timeout)),
         };
-        if config.cull.users {
-            tracing::warn!("cull.users is not supported yet: idle servers are stopped, users are kept");
-        }
         let hub = hub.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move { hub.run_culler(policy, culler, shutdown.cancelled_owned()).await });

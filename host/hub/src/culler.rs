@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use wasmhub_model::SpawnState;
 use wasmhub_policy::PolicyHost;
 use wasmhub_policy::hooks::{CullAction, CullServer, User as PolicyUser};
-use wasmhub_store::{Server, StoreError};
+use wasmhub_store::{Server, StoreError, UserQuery, UserState};
 
 use crate::Hub;
 
@@ -23,15 +23,19 @@ use crate::Hub;
 pub struct CullerConfig {
     pub every: Duration,
     pub concurrency: usize,
-    /// Whether admins' servers are culled at all.
+    /// Whether admins' servers (and, with `cull_users_after`, admins) are culled at all.
     pub cull_admin_users: bool,
+    /// `cull.users` (`--cull-users`): users with no active server and no activity for this long are deleted after
+    /// the servers are handled; `None` keeps every user.
+    pub cull_users_after: Option<Duration>,
 }
 
-/// One sweep's result, for the log and tests: `(server, reason)` for every server stopped.
+/// One sweep's result, for the log and tests: `(server, reason)` for every server stopped, and the users deleted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CullSweep {
     pub stopped: Vec<(String, String)>,
     pub kept: usize,
+    pub users_deleted: Vec<String>,
 }
 
 impl Hub {
@@ -52,8 +56,13 @@ impl Hub {
                 _ = ticker.tick() => {}
             }
             match self.cull_once(policy.clone(), &config).await {
-                Ok(sweep) if !sweep.stopped.is_empty() => {
-                    tracing::info!(stopped = ?sweep.stopped, kept = sweep.kept, "culled idle servers");
+                Ok(sweep) if !sweep.stopped.is_empty() || !sweep.users_deleted.is_empty() => {
+                    tracing::info!(
+                        stopped = ?sweep.stopped,
+                        kept = sweep.kept,
+                        users_deleted = ?sweep.users_deleted,
+                        "culled idle servers"
+                    );
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "cull sweep"),
@@ -136,7 +145,37 @@ impl Hub {
             .await;
         sweep.stopped = results.into_iter().flatten().collect();
         sweep.stopped.sort();
+        if let Some(limit) = config.cull_users_after {
+            sweep.users_deleted = self.cull_users(limit, config).await?;
+        }
         Ok(sweep)
+    }
+
+    /// jupyterhub-idle-culler's `--cull-users`: a user with no active server whose last activity (or creation,
+    /// when there was none) is older than `limit` is deleted; admins only with `cull_admin_users`. A user whose
+    /// server started since the list was read is left for the next sweep.
+    async fn cull_users(&self, limit: Duration, config: &CullerConfig) -> Result<Vec<String>, StoreError> {
+        let now = Utc::now();
+        let limit = chrono::TimeDelta::from_std(limit).unwrap_or(chrono::TimeDelta::MAX);
+        let query = UserQuery { state: Some(UserState::Inactive), ..UserQuery::default() };
+        let mut deleted = Vec::new();
+        for user in self.store().list_users(&query).await?.items {
+            if user.admin && !config.cull_admin_users {
+                continue;
+            }
+            if now - user.last_activity.unwrap_or(user.created) <= limit {
+                continue;
+            }
+            let servers = self.store().list_servers(Some(&user.name)).await?;
+            if servers.iter().any(|server| server.state.is_active()) {
+                continue;
+            }
+            match self.store().delete_user(&user.name).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => deleted.push(user.name.to_string()),
+                Err(error) => tracing::warn!(user = %user.name, %error, "culling an idle user"),
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -150,4 +189,62 @@ fn profile_of(server: &Server) -> String {
         .ok()
         .and_then(|options| options.get("profile").and_then(|profile| profile.as_str()).map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::Method;
+    use wasmhub_model::{ServerName, UserName};
+    use wasmhub_policy::native::{CullSettings, NativeDefaults};
+    use wasmhub_policy::{PolicyHost, PolicyHostConfig};
+    use wasmhub_store::Store;
+
+    use super::*;
+    use crate::tests::{call, test_hub};
+
+    #[tokio::test]
+    async fn a_sweep_stops_idle_servers_and_with_cull_users_deletes_idle_users() {
+        let hub = test_hub().await;
+        for name in ["alice", "bob", "carol"] {
+            call(&hub.app, Method::POST, &format!("/hub/api/users/{name}"), Some(&hub.admin_token), None).await;
+        }
+        let answer = call(&hub.app, Method::POST, "/hub/api/users/alice/server", Some(&hub.admin_token), None).await;
+        assert!(answer.status.is_success(), "{}", answer.text);
+        let (alice, default) = (UserName::parse("alice").unwrap(), ServerName::parse("").unwrap());
+        for _ in 0..100 {
+            if hub.store.get_server(&alice, &default).await.unwrap().state == SpawnState::Running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let policy = Arc::new(
+            PolicyHost::start(PolicyHostConfig {
+                defaults: NativeDefaults {
+                    cull: CullSettings { timeout_seconds: 1, ..CullSettings::default() },
+                    ..NativeDefaults::default()
+                },
+                ..PolicyHostConfig::default()
+            })
+            .unwrap(),
+        );
+        let config = CullerConfig {
+            every: Duration::from_secs(600),
+            concurrency: 2,
+            cull_admin_users: false,
+            cull_users_after: Some(Duration::from_secs(1)),
+        };
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // carol was just active: she stays; `admin` is an admin: kept without `cull.adminUsers`.
+        hub.store.record_user_activity(&UserName::parse("carol").unwrap(), Utc::now()).await.unwrap();
+        let sweep = hub.hub.cull_once(policy, &config).await.unwrap();
+        assert_eq!(sweep.stopped.len(), 1, "{sweep:?}");
+        assert_eq!(sweep.stopped[0].0, "alice");
+        assert_eq!(sweep.users_deleted, ["alice", "bob"]);
+        let answer = call(&hub.app, Method::GET, "/hub/api/users/carol", Some(&hub.admin_token), None).await;
+        assert_eq!(answer.status.as_u16(), 200);
+        let answer = call(&hub.app, Method::GET, "/hub/api/users/alice", Some(&hub.admin_token), None).await;
+        assert_eq!(answer.status.as_u16(), 404);
+    }
 }
