@@ -322,3 +322,68 @@ async fn a_slow_spawn_says_where_the_pod_is_while_it_waits() {
     assert!(waiting.last().unwrap().ends_with("Pending (ContainerCreating)"), "{waiting:?}");
     spawner.stop(&prepared).await.unwrap();
 }
+
+/// A policy host over a folder with the example profiles-by-group and GPU pod policies (WebAssembly components
+/// built from `plugins/` by the test build), bound as `policies/` binds them.
+fn example_policies(folder: &Path) -> Arc<PolicyHost> {
+    let components = folder.join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    for (built, name) in [
+        (wasmhub_policy_test_plugins::EXAMPLE_PROFILES_BY_GROUP, "example_profiles_by_group.wasm"),
+        (wasmhub_policy_test_plugins::EXAMPLE_GPU_POD, "example_gpu_pod.wasm"),
+    ] {
+        std::fs::copy(built, components.join(name)).expect("the example components, built by the test build");
+    }
+    let examples = repo_root().join("policies");
+    for file in ["profiles-by-group.yaml", "gpu-pod.yaml"] {
+        std::fs::copy(examples.join(file), folder.join(file)).unwrap();
+    }
+    let host =
+        PolicyHost::start(PolicyHostConfig { folder: Some(folder.to_owned()), ..PolicyHostConfig::default() }).unwrap();
+    for status in host.status() {
+        assert!(status.last_load_error.is_none(), "{}: {:?}", status.name, status.last_load_error);
+    }
+    Arc::new(host)
+}
+
+#[tokio::test]
+async fn profile_and_pod_policies_shape_the_pod() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let policy = example_policies(folder.path());
+    let config = load_config(
+        "singleuser:\n  storage:\n    type: none\n  profileList:\n    - display_name: CPU\n      slug: cpu\n      \
+         default: true\n    - display_name: GPU\n      slug: gpu\n      kubespawner_override:\n        image: \
+         quay.io/jupyter/pytorch-notebook:cuda12-latest\n",
+    );
+    let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
+    let settings = KubeSpawnerConfig::from_config(&config, &namespace).unwrap();
+    let spawner = KubeSpawner::new(client, settings, policy).await;
+
+    // bob is not in gpu-users: the profile policy refuses the GPU profile before anything is created.
+    let bob = request("bob", json!({"profile": "gpu"}));
+    let refused = spawner.prepare(&bob).await.unwrap_err();
+    assert!(matches!(refused, SpawnError::Rejected(_)), "{refused}");
+
+    // alice is: her pod gets the profile's image and the GPU pod policy's patch, validated as a Pod.
+    let alice = SpawnRequest { groups: vec!["gpu-users".into()], ..request("alice", json!({"profile": "gpu"})) };
+    let prepared = spawner.prepare(&alice).await.unwrap();
+    let started = spawner.start(&alice, &prepared).await.unwrap();
+    let pod = fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["image"], "quay.io/jupyter/pytorch-notebook:cuda12-latest");
+    assert_eq!(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(pod["spec"]["nodeSelector"]["accelerator"], "nvidia-a100");
+    let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+    assert!(tolerations.iter().any(|toleration| toleration["key"] == "nvidia.com/gpu"), "{tolerations:?}");
+    spawner.stop(&started.state).await.unwrap();
+
+    // A CPU pod is left as KubeSpawner built it.
+    let carol = SpawnRequest { groups: vec!["gpu-users".into()], ..request("carol", json!({"profile": "cpu"})) };
+    let prepared = spawner.prepare(&carol).await.unwrap();
+    let started = spawner.start(&carol, &prepared).await.unwrap();
+    let pod = fake.get(Resource::Pods, fake.namespace(), "jupyter-carol").unwrap();
+    assert!(pod["spec"]["nodeSelector"].get("accelerator").is_none(), "{}", pod["spec"]);
+    assert!(pod["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu").is_none());
+    spawner.stop(&started.state).await.unwrap();
+    validate_with_kubernetes_validate(&fake);
+}
