@@ -1,7 +1,8 @@
 //! The Kubernetes spawner against the fake API server: the seed's profiles give the expected Pods and PVCs
 //! (golden files), failures surface within seconds, a thousand concurrent spawns cost a few API calls each, a
-//! spawn interrupted by a hub restart is adopted, stop waits for the pod to go, orphans are collected, and every
-//! object the fake stored passes `kubernetes-validate --strict`.
+//! spawn interrupted by a hub restart is adopted, stop waits for the pod to go, orphans are collected, a slow
+//! spawn says where its pod is, `services_enabled` fronts the pod with a Service, the example WebAssembly profile
+//! and pod policies decide and patch, and every object the fake stored passes `kubernetes-validate --strict`.
 //!
 //! `UPDATE_GOLDEN=1` rewrites the golden files instead of comparing.
 
