@@ -6,6 +6,9 @@ use std::borrow::Cow;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{IntoDeserializer, Visitor};
+use serde_json::value::RawValue;
 
 /// What a pod policy may touch when its file names no `allowed_paths`: scheduling, resources, image,
 /// environment, labels and annotations; not volumes, security contexts, service accounts or the Pod's name.
@@ -23,8 +26,9 @@ pub const DEFAULT_ALLOWED_PATHS: &[&str] = &[
     "/spec/containers/*/env",
 ];
 
-/// One operation as the policy wrote it. `op` and `path` borrow from the patch text (they are copied only when
-/// they contain an escape); unknown members such as `from` are ignored, since the ops that use them are refused.
+/// One operation as the policy wrote it. Everything borrows from the patch text: `op` and `path` (copied only
+/// when they contain an escape) and `value`, which stays JSON text until the patched Pod is parsed. Unknown
+/// members such as `from` are ignored, since the ops that use them are refused.
 #[derive(Deserialize)]
 struct Operation<'a> {
     #[serde(borrow)]
@@ -32,25 +36,29 @@ struct Operation<'a> {
     #[serde(borrow)]
     path: Cow<'a, str>,
     /// `Some` whenever the member is present, `null` included (an `add` of `null` is a valid operation).
-    #[serde(default, deserialize_with = "present")]
-    value: Option<serde_json::Value>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    value: Option<&'a RawValue>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(deserializer).map(Some)
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 /// Applies `patch_json` to `pod` and parses the result. Every error is the policy's fault (invalid output).
+///
+/// The Pod is not copied: the patch is applied to an overlay ([`Node`]) that borrows every untouched part of
+/// `pod` and keeps the patch's values as their JSON text, and the typed `Pod` is parsed straight from that
+/// overlay. Only the objects and arrays on the path to a patched member are opened up, one level at a time.
 pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths: &[String]) -> Result<Pod, String> {
-    // Parsed once, straight into operations: no intermediate JSON value per operation.
+    // Parsed once, straight into operations: no JSON value per operation.
     let patch: Vec<Operation<'_>> = serde_json::from_str(patch_json)
         .map_err(|error| format!("the patch is not a JSON array of operations: {error}"))?;
     let invalid_pod = |error: serde_json::Error| format!("the patched Pod is not a valid Pod: {error}");
     if patch.is_empty() {
-        // Nothing to apply: parse the Pod in place rather than through a copy.
+        // Nothing to apply: parse the Pod in place.
         return Pod::deserialize(pod).map_err(invalid_pod);
     }
-    let mut document = pod.clone();
+    let mut document = Node::Base(pod);
     for (index, operation) in patch.into_iter().enumerate() {
         let applied = if allowed_paths.is_empty() {
             apply_operation(&mut document, operation, DEFAULT_ALLOWED_PATHS)
@@ -59,12 +67,12 @@ pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths:
         };
         applied.map_err(|message| format!("patch operation {index}: {message}"))?;
     }
-    serde_json::from_value::<Pod>(document).map_err(invalid_pod)
+    Pod::deserialize(&document).map_err(invalid_pod)
 }
 
-fn apply_operation(
-    document: &mut serde_json::Value,
-    operation: Operation<'_>,
+fn apply_operation<'a>(
+    document: &mut Node<'a>,
+    operation: Operation<'a>,
     allowed_paths: &[impl AsRef<str>],
 ) -> Result<(), String> {
     let Operation { op, path, value } = operation;
@@ -77,16 +85,17 @@ fn apply_operation(
     match op.as_ref() {
         "add" | "replace" => {
             let add = op == "add";
-            // Moved into the document, not copied.
-            let value = value.ok_or("no \"value\"")?;
+            let value = Node::Raw(value.ok_or("no \"value\"")?);
             match parent {
-                serde_json::Value::Object(map) => {
-                    if !add && !map.contains_key(last.as_ref()) {
-                        return Err(format!("{path:?} does not exist"));
+                Node::Object(members) => {
+                    let existing = members.iter_mut().find(|(key, _)| key.as_ref() == last.as_ref());
+                    match existing {
+                        Some((_, member)) => *member = value,
+                        None if add => members.push((Cow::Owned(last.clone().into_owned()), value)),
+                        None => return Err(format!("{path:?} does not exist")),
                     }
-                    map.insert(last.clone().into_owned(), value);
                 }
-                serde_json::Value::Array(items) => {
+                Node::Array(items) => {
                     if add && last == "-" {
                         items.push(value);
                     } else {
@@ -102,10 +111,14 @@ fn apply_operation(
             }
         }
         "remove" => match parent {
-            serde_json::Value::Object(map) => {
-                map.remove(last.as_ref()).ok_or_else(|| format!("{path:?} does not exist"))?;
+            Node::Object(members) => {
+                let position = members
+                    .iter()
+                    .position(|(key, _)| key.as_ref() == last.as_ref())
+                    .ok_or_else(|| format!("{path:?} does not exist"))?;
+                members.remove(position);
             }
-            serde_json::Value::Array(items) => {
+            Node::Array(items) => {
                 let index: usize = last.parse().map_err(|_| format!("{path:?}: bad array index"))?;
                 if index >= items.len() {
                     return Err(format!("{path:?}: index out of range"));
@@ -147,16 +160,143 @@ fn path_is_under(segments: &[Cow<'_, str>], allowed: &str) -> bool {
         .all(|allowed| actual.next().is_some_and(|actual| allowed == "*" || allowed == actual.as_ref()))
 }
 
-fn resolve<'a>(document: &'a mut serde_json::Value, segments: &[Cow<'_, str>]) -> Option<&'a mut serde_json::Value> {
+/// The node at `segments`, with every object and array on the way opened up into [`Node::Object`] or
+/// [`Node::Array`] so the caller can change it; `None` when something on the way does not exist.
+fn resolve<'n, 'a>(document: &'n mut Node<'a>, segments: &[Cow<'_, str>]) -> Option<&'n mut Node<'a>> {
     let mut current = document;
+    current.open();
     for segment in segments {
         current = match current {
-            serde_json::Value::Object(map) => map.get_mut(segment.as_ref())?,
-            serde_json::Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+            Node::Object(members) => &mut members.iter_mut().find(|(key, _)| key.as_ref() == segment.as_ref())?.1,
+            Node::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
             _ => return None,
         };
+        current.open();
     }
     Some(current)
+}
+
+/// The Pod while it is being patched: untouched parts borrowed from the hub's Pod, patch values as the policy's
+/// JSON text, and, on the paths the patch changes, objects and arrays whose members are nodes again.
+enum Node<'a> {
+    /// Part of the hub's Pod, unchanged.
+    Base(&'a serde_json::Value),
+    /// A value from the patch, as the policy wrote it.
+    Raw(&'a RawValue),
+    /// A patch value that a later operation reached into, parsed.
+    Owned(serde_json::Value),
+    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    Array(Vec<Node<'a>>),
+}
+
+impl<'a> Node<'a> {
+    /// Turns an object or array into its editable form, one level deep; scalars stay as they are.
+    fn open(&mut self) {
+        if let Node::Raw(raw) = self {
+            // Only when an operation reaches into a value an earlier one added; it parses because the patch did.
+            *self = Node::Owned(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+        }
+        let opened = match self {
+            Node::Base(serde_json::Value::Object(map)) => {
+                Node::Object(map.iter().map(|(key, value)| (Cow::Borrowed(key.as_str()), Node::Base(value))).collect())
+            }
+            Node::Base(serde_json::Value::Array(items)) => Node::Array(items.iter().map(Node::Base).collect()),
+            Node::Owned(serde_json::Value::Object(map)) => Node::Object(
+                std::mem::take(map).into_iter().map(|(key, value)| (Cow::Owned(key), Node::Owned(value))).collect(),
+            ),
+            Node::Owned(serde_json::Value::Array(items)) => {
+                Node::Array(std::mem::take(items).into_iter().map(Node::Owned).collect())
+            }
+            _ => return,
+        };
+        *self = opened;
+    }
+}
+
+/// Parsing from a node: the borrowed and parsed values go to serde_json's own deserializer for `&Value`, patch
+/// text to its text deserializer, and opened objects and arrays are walked member by member, so the typed Pod
+/// comes out exactly as if the patched document had been built as one `serde_json::Value`.
+macro_rules! delegate {
+    ($($method:ident($($argument:ident: $type:ty),*)),* $(,)?) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, $($argument: $type,)* visitor: V) -> Result<V::Value, serde_json::Error> {
+                match self {
+                    Node::Base(value) => value.$method($($argument,)* visitor),
+                    Node::Owned(value) => value.$method($($argument,)* visitor),
+                    Node::Raw(raw) => (&mut serde_json::Deserializer::from_str(raw.get())).$method($($argument,)* visitor),
+                    Node::Object(_) | Node::Array(_) => self.deserialize_any(visitor),
+                }
+            }
+        )*
+    };
+}
+
+impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
+        match self {
+            Node::Base(value) => value.deserialize_any(visitor),
+            Node::Owned(value) => value.deserialize_any(visitor),
+            Node::Raw(raw) => (&mut serde_json::Deserializer::from_str(raw.get())).deserialize_any(visitor),
+            Node::Object(members) => {
+                let mut map = MapDeserializer::new(members.iter().map(|(key, value)| (key.as_ref(), value)));
+                let parsed = visitor.visit_map(&mut map)?;
+                map.end()?;
+                Ok(parsed)
+            }
+            Node::Array(items) => {
+                let mut seq = SeqDeserializer::new(items.iter());
+                let parsed = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(parsed)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
+        match self {
+            Node::Base(value) => value.deserialize_option(visitor),
+            Node::Owned(value) => value.deserialize_option(visitor),
+            Node::Raw(raw) => (&mut serde_json::Deserializer::from_str(raw.get())).deserialize_option(visitor),
+            Node::Object(_) | Node::Array(_) => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        match self {
+            Node::Base(value) => value.deserialize_newtype_struct(name, visitor),
+            Node::Owned(value) => value.deserialize_newtype_struct(name, visitor),
+            Node::Raw(raw) => {
+                (&mut serde_json::Deserializer::from_str(raw.get())).deserialize_newtype_struct(name, visitor)
+            }
+            Node::Object(_) | Node::Array(_) => visitor.visit_newtype_struct(self),
+        }
+    }
+
+    delegate! {
+        deserialize_bool(), deserialize_i8(), deserialize_i16(), deserialize_i32(), deserialize_i64(),
+        deserialize_i128(), deserialize_u8(), deserialize_u16(), deserialize_u32(), deserialize_u64(),
+        deserialize_u128(), deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
+        deserialize_string(), deserialize_bytes(), deserialize_byte_buf(), deserialize_unit(),
+        deserialize_unit_struct(name: &'static str), deserialize_seq(), deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize), deserialize_map(),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]), deserialize_identifier(),
+        deserialize_ignored_any(),
+    }
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for &'de Node<'_> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +344,39 @@ mod tests {
         let labelled = apply_pod_patch(&serde_json::json!({"metadata": {"labels": {}}}), escaped, &[]).unwrap();
         let labels = labelled.metadata.labels.unwrap();
         assert_eq!(labels["example.com/gpu"], "yes");
+    }
+
+    #[test]
+    fn the_overlay_gives_the_pod_a_patched_json_document_would() {
+        let pod = serde_json::json!({"metadata": {"name": "jupyter-alice", "labels": {"app": "hub", "old": "x"}},
+            "spec": {"nodeSelector": {"pool": "cpu"}, "tolerations": [{"key": "a", "operator": "Exists"}],
+                "containers": [{"name": "notebook", "image": "base", "resources": {"limits": {"memory": "2G"}}},
+                    {"name": "sidecar", "image": "side"}]}});
+        let patch = r#"[
+            {"op": "replace", "path": "/spec/nodeSelector", "value": {"pool": "gpu"}},
+            {"op": "add", "path": "/spec/tolerations/0", "value": {"key": "b", "effect": "NoSchedule"}},
+            {"op": "remove", "path": "/spec/tolerations/1"},
+            {"op": "add", "path": "/spec/containers/1/resources", "value": {"limits": {"cpu": "1"}}},
+            {"op": "add", "path": "/spec/containers/1/resources/requests", "value": {"cpu": "500m"}},
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "gpu"},
+            {"op": "remove", "path": "/metadata/labels/old"},
+            {"op": "add", "path": "/metadata/labels/example.com~1gpu", "value": "yes"}
+        ]"#;
+        let expected: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "jupyter-alice", "labels": {"app": "hub", "example.com/gpu": "yes"}},
+            "spec": {"nodeSelector": {"pool": "gpu"}, "tolerations": [{"key": "b", "effect": "NoSchedule"}],
+                "containers": [{"name": "notebook", "image": "gpu", "resources": {"limits": {"memory": "2G"}}},
+                    {"name": "sidecar", "image": "side", "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "500m"}}}]}}))
+        .unwrap();
+        assert_eq!(apply_pod_patch(&pod, patch, &[]).unwrap(), expected);
+        let missing = r#"[{"op": "replace", "path": "/metadata/labels/none", "value": "x"}]"#;
+        assert!(apply_pod_patch(&pod, missing, &[]).unwrap_err().contains("does not exist"));
+        let no_parent = r#"[{"op": "add", "path": "/spec/containers/5/image", "value": "x"}]"#;
+        assert!(apply_pod_patch(&pod, no_parent, &[]).unwrap_err().contains("parent does not exist"));
+        let into_scalar = r#"[{"op": "add", "path": "/spec/containers/0/image/x", "value": "x"}]"#;
+        assert!(apply_pod_patch(&pod, into_scalar, &["/spec".into()]).unwrap_err().contains("not an object or array"));
+        let bad_index = r#"[{"op": "add", "path": "/spec/tolerations/9", "value": {}}]"#;
+        assert!(apply_pod_patch(&pod, bad_index, &[]).unwrap_err().contains("index out of range"));
     }
 
     #[test]

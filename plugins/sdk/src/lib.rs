@@ -344,8 +344,9 @@ pub mod pods {
         }
     }
 
-    /// The unescaped segments of a JSON Pointer (`~1` is `/`, `~0` is `~`).
-    fn pointer_segments(pointer: &str) -> Result<Vec<String>, String> {
+    /// The unescaped segments of a JSON Pointer (`~1` is `/`, `~0` is `~`), borrowed from the pointer unless
+    /// they hold an escape.
+    fn pointer_segments(pointer: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, String> {
         if pointer.is_empty() {
             return Ok(Vec::new());
         }
@@ -356,8 +357,8 @@ pub mod pods {
         Ok(rest
             .split('/')
             .map(|segment| match segment.contains('~') {
-                true => segment.replace("~1", "/").replace("~0", "~"),
-                false => segment.to_owned(),
+                true => std::borrow::Cow::Owned(segment.replace("~1", "/").replace("~0", "~")),
+                false => std::borrow::Cow::Borrowed(segment),
             })
             .collect())
     }
@@ -365,7 +366,7 @@ pub mod pods {
     /// Walks one JSON document down `segments`, skipping every other member unbuilt, and parses what it finds
     /// there into `T`.
     struct At<'s, T> {
-        segments: &'s [String],
+        segments: &'s [std::borrow::Cow<'s, str>],
         found: std::marker::PhantomData<T>,
     }
 
@@ -384,7 +385,7 @@ pub mod pods {
     /// One step of [`At`]: the member named `segment` of an object, or the item at that index of an array.
     struct Step<'s, T> {
         segment: &'s str,
-        rest: &'s [String],
+        rest: &'s [std::borrow::Cow<'s, str>],
         found: std::marker::PhantomData<T>,
     }
 
@@ -471,6 +472,47 @@ pub mod pods {
         }
     }
 
+    /// A Pod toleration (Kubernetes `core/v1` `Toleration`, every field of it), for policies that read or add
+    /// tolerations without k8s-openapi: a few small types like this one keep a component small and its code
+    /// path short, which is most of a pod policy's cost when every call starts a fresh instance.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Toleration {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub key: Option<String>,
+        /// `Exists` or `Equal` (Kubernetes' default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub operator: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub value: Option<String>,
+        /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; none matches all three.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub effect: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub toleration_seconds: Option<i64>,
+    }
+
+    /// A container's resources (Kubernetes `core/v1` `ResourceRequirements`, every field of it); quantities are
+    /// kept as the text Kubernetes wrote (`"500m"`, `"2Gi"`, `"1"`).
+    #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub struct ResourceRequirements {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limits: Option<std::collections::BTreeMap<String, String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub requests: Option<std::collections::BTreeMap<String, String>>,
+        /// Dynamic resource claims, passed through untouched.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub claims: Option<Vec<ResourceClaim>>,
+    }
+
+    /// One entry of [`ResourceRequirements::claims`].
+    #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub struct ResourceClaim {
+        pub name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub request: Option<String>,
+    }
+
     /// One JSON Patch operation; the host accepts only these three. The value is kept as JSON text, written
     /// once straight from the policy's own type (no intermediate `serde_json::Value`).
     #[derive(Clone, Debug, serde::Serialize)]
@@ -482,7 +524,7 @@ pub mod pods {
     }
 
     impl PatchOperation {
-        /// `add` of any serializable value, e.g. a k8s-openapi `Toleration` or `ResourceRequirements`.
+        /// `add` of any serializable value, e.g. a [`Toleration`] list or [`ResourceRequirements`].
         pub fn add(path: impl Into<String>, value: impl serde::Serialize) -> Result<PatchOperation, String> {
             Ok(PatchOperation::Add { path: path.into(), value: json_text(&value)? })
         }
