@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 use wasmhub_config::{AuthenticatorClass, Config, DbType, SpawnerKind};
 use wasmhub_hub::{
@@ -22,7 +23,7 @@ use wasmhub_model::{PlainToken, RoleName, ServiceName, TokenKind, UserName};
 use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
 use wasmhub_proxy::server::Listeners;
-use wasmhub_proxy::{Proxy, ProxyConfig};
+use wasmhub_proxy::{LocalService, Proxy, ProxyConfig};
 use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig, NoopSpawner, Spawner};
 use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, PostgresStore, RoleHolder, SqliteStore, Store, TokenOwner};
 
@@ -81,10 +82,11 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     load_users(&config, store.as_ref()).await?;
 
     let proxy_token = config.proxy.secret_token.clone().unwrap_or_else(random_hex);
+    let hub_target = format!("http://{}", connect_address(hub_address));
     let proxy = Proxy::new(ProxyConfig {
         auth_token: Some(proxy_token),
         // Everything no server claims goes to the hub, which answers `/hub/...` and redirects the rest.
-        default_target: Some(format!("http://{}", connect_address(hub_address))),
+        default_target: Some(hub_target.clone()),
         error_target: config.proxy.chp.error_target.clone(),
         ..ProxyConfig::default()
     })
@@ -128,8 +130,27 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { hub.run_culler(policy, culler, shutdown.cancelled_owned()).await });
     }
+    // The proxy hands requests for the hub to the hub's router in this process rather than over loopback HTTP;
+    // the listener stays for single-user servers (`hub_api_url`) and websocket upgrades. From the moment the hub
+    // stops serving (signal or `POST /shutdown`) the proxy connects again, so it answers as the closed listener
+    // does, and the in-flight in-process requests are waited for as the listener's graceful shutdown waits for its.
+    let in_process = TaskTracker::new();
+    proxy
+        .serve_locally(&hub_target, in_process_service(&hub, in_process.clone()))
+        .context("serving the hub in process")?;
+    let hub_stopping = {
+        let (proxy, shutdown, requested) = (proxy.clone(), shutdown.clone(), hub.shutdown_requested());
+        async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = requested => {}
+            }
+            proxy.stop_serving_locally();
+        }
+    };
+    tokio::spawn(hub_stopping);
     let proxy_task = tokio::spawn(wasmhub_proxy::server::run(
-        proxy,
+        proxy.clone(),
         Listeners { proxy: proxy_listener, api: api_listener, metrics: None, redirect: None },
         shutdown.clone().cancelled_owned(),
     ));
@@ -137,6 +158,9 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     wasmhub_hub::serve(hub.clone(), hub_listener, shutdown.clone().cancelled_owned())
         .await
         .context("serving the hub")?;
+    proxy.stop_serving_locally();
+    in_process.close();
+    in_process.wait().await;
     // `POST /hub/api/shutdown` asks whether servers go too; a signal leaves them for the next start to adopt.
     if let Some(request) = hub.shutdown_request()
         && request.servers
@@ -148,6 +172,23 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let _ = supervisor.await;
     let _ = proxy_task.await;
     Ok(())
+}
+
+/// The hub's router as the built-in proxy's in-process target ([`Proxy::serve_locally`]). Each request runs as its
+/// own task on `tasks`, as it would on its own connection to the listener, so a panicking handler fails only its
+/// request (the proxy's 503, as for a dropped connection) and shutdown can wait for those in flight.
+fn in_process_service(hub: &Hub, tasks: TaskTracker) -> LocalService {
+    let router = wasmhub_hub::router(hub.clone());
+    Arc::new(move |request| {
+        let task = tasks.spawn(tower::ServiceExt::oneshot(router.clone(), request));
+        Box::pin(async move {
+            let response = match task.await? {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            Ok(response.map(wasmhub_proxy::boxed_body))
+        })
+    })
 }
 
 async fn bind(what: &str, address: &str) -> anyhow::Result<TcpListener> {

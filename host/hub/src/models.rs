@@ -2,7 +2,8 @@
 //! records, with each key shown only to callers whose scopes allow it.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Value, json};
 use wasmhub_store::{ApiToken, Group, HUB_OAUTH_CLIENT, Server, Service, Timestamp, TokenOwner, User};
 
 use crate::scopes::{Resource, ScopeSet};
@@ -14,6 +15,64 @@ const URL_NAME: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b
 pub(crate) fn isoformat(timestamp: &Timestamp) -> String {
     // `%Y-%m-%dT%H:%M:%S%.6fZ` without parsing a format string for every timestamp of a user list.
     timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// [`isoformat`] written straight to the output (a user list has thousands of timestamps).
+struct IsoTime<'a>(&'a Timestamp);
+
+impl std::fmt::Display for IsoTime<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike, Timelike};
+        let time = self.0;
+        // chrono writes other years with a sign and leap seconds as :60; those rare cases take its own path.
+        if !(0..=9999).contains(&time.year()) || time.nanosecond() >= 1_000_000_000 {
+            return f.write_str(&isoformat(time));
+        }
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            time.year(),
+            time.month(),
+            time.day(),
+            time.hour(),
+            time.minute(),
+            time.second(),
+            time.nanosecond() / 1_000
+        )
+    }
+}
+
+impl Serialize for IsoTime<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// [`server_prefix`] (`url`), or with `progress` the server's `progress_url`, written straight to the output.
+struct ServerUrl<'a> {
+    base_url: &'a str,
+    user: &'a str,
+    server: &'a str,
+    progress: bool,
+}
+
+impl std::fmt::Display for ServerUrl<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = utf8_percent_encode(self.user, URL_NAME);
+        let server = utf8_percent_encode(self.server, URL_NAME);
+        match (self.progress, self.server.is_empty()) {
+            (false, true) => write!(f, "{}user/{user}/", self.base_url),
+            (false, false) => write!(f, "{}user/{user}/{server}/", self.base_url),
+            (true, true) => write!(f, "{}hub/api/users/{user}/server/progress", self.base_url),
+            (true, false) => write!(f, "{}hub/api/users/{user}/servers/{server}/progress", self.base_url),
+        }
+    }
+}
+
+impl Serialize for ServerUrl<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 fn optional_time(timestamp: Option<&Timestamp>) -> Value {
@@ -34,36 +93,68 @@ pub(crate) fn server_prefix(base_url: &str, user: &str, server: &str) -> String 
     prefix
 }
 
-fn progress_url(base_url: &str, user: &str, server: &str) -> String {
-    if server.is_empty() {
-        format!("{base_url}hub/api/users/{}/server/progress", quote_name(user))
-    } else {
-        format!("{base_url}hub/api/users/{}/servers/{}/progress", quote_name(user), quote_name(server))
+/// The server model, with `state` only for callers with `admin:server_state`, written straight to the output: a user list holds hundreds of them, and building each as a
+/// `Value` first (an ordered map of owned keys) cost more than the rest of the request.
+struct ServerModel<'a> {
+    server: &'a Server,
+    base_url: &'a str,
+    show_state: bool,
+}
+
+impl Serialize for ServerModel<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let server = self.server;
+        let (user, name) = (server.user.as_str(), server.name.as_str());
+        let mut map = serializer.serialize_map(Some(if self.show_state { 13 } else { 12 }))?;
+        map.serialize_entry("name", name)?;
+        map.serialize_entry("full_name", &format_args!("{user}/{name}"))?;
+        map.serialize_entry("last_activity", &server.last_activity.as_ref().map(IsoTime))?;
+        map.serialize_entry("started", &server.started.as_ref().map(IsoTime))?;
+        map.serialize_entry("pending", &server.state.pending())?;
+        map.serialize_entry("ready", &server.state.is_ready())?;
+        map.serialize_entry("stopped", &!server.state.is_active())?;
+        map.serialize_entry("url", &ServerUrl { base_url: self.base_url, user, server: name, progress: false })?;
+        map.serialize_entry("user_options", &JsonObjectText(&server.user_options))?;
+        map.serialize_entry(
+            "progress_url",
+            &ServerUrl { base_url: self.base_url, user, server: name, progress: true },
+        )?;
+        map.serialize_entry("full_url", &())?;
+        map.serialize_entry("full_progress_url", &())?;
+        if self.show_state {
+            map.serialize_entry("state", &JsonObjectText(&server.spawner_state))?;
+        }
+        map.end()
     }
 }
 
-/// The server model; `state` only for callers with `admin:server_state`.
-pub(crate) fn server_model(server: &Server, base_url: &str, show_state: bool) -> Value {
-    let user = server.user.as_str();
-    let name = server.name.as_str();
-    let mut model = json!({
-        "name": name,
-        "full_name": format!("{user}/{name}"),
-        "last_activity": optional_time(server.last_activity.as_ref()),
-        "started": optional_time(server.started.as_ref()),
-        "pending": server.state.pending(),
-        "ready": server.state.is_ready(),
-        "stopped": !server.state.is_active(),
-        "url": server_prefix(base_url, user, name),
-        "user_options": serde_json::from_str::<Value>(&server.user_options).unwrap_or_else(|_| json!({})),
-        "progress_url": progress_url(base_url, user, name),
-        "full_url": null,
-        "full_progress_url": null,
-    });
-    if show_state {
-        model["state"] = serde_json::from_str::<Value>(&server.spawner_state).unwrap_or_else(|_| json!({}));
+/// A JSON object kept as text in the store, written as its parsed value (so as compact, key order kept), or `{}`
+/// if it does not parse. The common `{}` is written without parsing.
+struct JsonObjectText<'a>(&'a str);
+
+impl Serialize for JsonObjectText<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == "{}" {
+            return serializer.serialize_map(Some(0))?.end();
+        }
+        match serde_json::from_str::<Value>(self.0) {
+            Ok(value) => value.serialize(serializer),
+            Err(_) => serializer.serialize_map(Some(0))?.end(),
+        }
     }
-    model
+}
+
+/// The keys of a user model, as bits; which ones a caller may read follows `user_model`'s `access_map`.
+mod user_key {
+    pub(super) const ADMIN: u16 = 1;
+    pub(super) const ROLES: u16 = 1 << 1;
+    pub(super) const GROUPS: u16 = 1 << 2;
+    pub(super) const SERVER: u16 = 1 << 3;
+    pub(super) const PENDING: u16 = 1 << 4;
+    pub(super) const CREATED: u16 = 1 << 5;
+    pub(super) const LAST_ACTIVITY: u16 = 1 << 6;
+    pub(super) const AUTH_STATE: u16 = 1 << 7;
+    pub(super) const SERVERS: u16 = 1 << 8;
 }
 
 /// The user model with the keys `scopes` may read (`user_model`'s `access_map`); `None` if it may read none.
@@ -74,85 +165,150 @@ pub(crate) fn user_model(
     include_stopped: bool,
     base_url: &str,
 ) -> Option<Value> {
-    let name = user.name.as_str();
-    let groups: Vec<String> = user.groups.iter().map(|group| group.to_string()).collect();
-    let resource = Resource::User { name, groups: &groups };
-    let allows = |scope: &str| scopes.allows(scope, &resource);
-    let mut keys: Vec<&str> = Vec::new();
-    let access: [(&str, &[&str]); 7] = [
-        ("read:users", &["kind", "name", "admin", "roles", "groups", "server", "pending", "created", "last_activity"]),
-        ("read:users:name", &["kind", "name", "admin"]),
-        ("read:users:groups", &["kind", "name", "groups"]),
-        ("read:users:activity", &["kind", "name", "last_activity"]),
-        ("read:servers", &["kind", "name", "servers"]),
-        ("read:roles:users", &["kind", "name", "roles", "admin"]),
-        ("admin:auth_state", &["kind", "name", "auth_state"]),
-    ];
-    for (scope, scope_keys) in access {
-        if allows(scope) {
-            keys.extend(scope_keys);
-        }
-    }
-    if keys.is_empty() {
-        return None;
-    }
-    // Only the readable keys are built, in the order JupyterHub's model has them (`_filter_model` keeps that
-    // order): a user list builds thousands of these, so nothing is made to be thrown away.
-    let wanted = |key: &str| keys.contains(&key);
-    let server_models = wanted("servers").then(|| {
-        let mut server_models = Map::new();
-        for server in servers {
-            let server_resource = Resource::Server { user: name, server: server.name.as_str(), groups: &groups };
-            if (include_stopped || server.state.is_active()) && scopes.allows("read:servers", &server_resource) {
-                let show_state = scopes.allows("admin:server_state", &server_resource);
-                server_models.insert(server.name.to_string(), server_model(server, base_url, show_state));
+    UserModel::new(user, servers, scopes, include_stopped, base_url)
+        .map(|model| serde_json::to_value(model).unwrap_or_else(|_| json!({})))
+}
+
+/// A user model (see [`user_model`]) that is written straight to the output rather than built as a `Value`.
+pub(crate) struct UserModel<'a> {
+    user: &'a User,
+    servers: &'a [Server],
+    scopes: &'a ScopeSet,
+    include_stopped: bool,
+    base_url: &'a str,
+    groups: Vec<String>,
+    keys: u16,
+}
+
+impl<'a> UserModel<'a> {
+    /// `None` if `scopes` may read no key of the user.
+    pub(crate) fn new(
+        user: &'a User,
+        servers: &'a [Server],
+        scopes: &'a ScopeSet,
+        include_stopped: bool,
+        base_url: &'a str,
+    ) -> Option<UserModel<'a>> {
+        use user_key::*;
+        let groups: Vec<String> = user.groups.iter().map(|group| group.to_string()).collect();
+        let resource = Resource::User { name: user.name.as_str(), groups: &groups };
+        // `kind` and `name` come with every scope, so the bits hold only the others.
+        let access: [(&str, u16); 7] = [
+            ("read:users", ADMIN | ROLES | GROUPS | SERVER | PENDING | CREATED | LAST_ACTIVITY),
+            ("read:users:name", ADMIN),
+            ("read:users:groups", GROUPS),
+            ("read:users:activity", LAST_ACTIVITY),
+            ("read:servers", SERVERS),
+            ("read:roles:users", ROLES | ADMIN),
+            ("admin:auth_state", AUTH_STATE),
+        ];
+        let mut keys = 0;
+        let mut any = false;
+        for (scope, scope_keys) in access {
+            if scopes.allows(scope, &resource) {
+                keys |= scope_keys;
+                any = true;
             }
         }
-        server_models
-    });
-    let default_server = servers.iter().find(|server| server.name.is_default());
-    let mut model = Map::new();
-    model.insert("kind".into(), Value::from("user"));
-    model.insert("name".into(), Value::from(name));
-    if wanted("admin") {
-        model.insert("admin".into(), Value::from(user.admin));
+        any.then_some(UserModel { user, servers, scopes, include_stopped, base_url, groups, keys })
     }
-    if wanted("roles") {
-        let mut roles = vec!["user".to_string()];
-        if user.admin {
-            roles.push("admin".into());
+
+    /// An empty object for callers that may read nothing of the user (JupyterHub's filtered model).
+    pub(crate) fn or_empty(model: Option<UserModel<'a>>) -> MaybeUserModel<'a> {
+        MaybeUserModel(model)
+    }
+}
+
+/// A [`UserModel`], or `{}` for a user the caller may read nothing of.
+pub(crate) struct MaybeUserModel<'a>(Option<UserModel<'a>>);
+
+impl Serialize for MaybeUserModel<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(model) => model.serialize(serializer),
+            None => serializer.serialize_map(Some(0))?.end(),
         }
-        roles.extend(user.roles.iter().map(|role| role.to_string()));
-        roles.sort();
-        roles.dedup();
-        model.insert("roles".into(), Value::from(roles));
     }
-    if wanted("groups") {
-        model.insert("groups".into(), Value::from(groups));
+}
+
+impl Serialize for UserModel<'_> {
+    /// The readable keys only, in the order JupyterHub's model has them (`_filter_model` keeps that order).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use user_key::*;
+        let (user, base_url) = (self.user, self.base_url);
+        let name = user.name.as_str();
+        let wanted = |key: u16| self.keys & key != 0;
+        let default_server = self.servers.iter().find(|server| server.name.is_default());
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("kind", "user")?;
+        map.serialize_entry("name", name)?;
+        if wanted(ADMIN) {
+            map.serialize_entry("admin", &user.admin)?;
+        }
+        if wanted(ROLES) {
+            let mut roles: Vec<&str> = Vec::with_capacity(user.roles.len() + 2);
+            roles.push("user");
+            if user.admin {
+                roles.push("admin");
+            }
+            roles.extend(user.roles.iter().map(|role| role.as_str()));
+            roles.sort_unstable();
+            roles.dedup();
+            map.serialize_entry("roles", &roles)?;
+        }
+        if wanted(GROUPS) {
+            map.serialize_entry("groups", &self.groups)?;
+        }
+        if wanted(SERVER) {
+            let server = match default_server {
+                Some(server) if server.state.is_ready() => {
+                    Some(ServerUrl { base_url, user: name, server: "", progress: false })
+                }
+                _ => None,
+            };
+            map.serialize_entry("server", &server)?;
+        }
+        if wanted(PENDING) {
+            map.serialize_entry("pending", &default_server.and_then(|server| server.state.pending()))?;
+        }
+        if wanted(CREATED) {
+            map.serialize_entry("created", &IsoTime(&user.created))?;
+        }
+        if wanted(LAST_ACTIVITY) {
+            map.serialize_entry("last_activity", &user.last_activity.as_ref().map(IsoTime))?;
+        }
+        if wanted(AUTH_STATE) {
+            map.serialize_entry("auth_state", &())?;
+        }
+        if wanted(SERVERS) {
+            map.serialize_entry("servers", &ServerModels(self))?;
+        }
+        map.end()
     }
-    if wanted("server") {
-        let server = match default_server {
-            Some(server) if server.state.is_ready() => Value::from(server_prefix(base_url, name, "")),
-            _ => Value::Null,
-        };
-        model.insert("server".into(), server);
+}
+
+/// A user's `servers`: the ones the caller may read, by name.
+struct ServerModels<'a, 'b>(&'b UserModel<'a>);
+
+impl Serialize for ServerModels<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let model = self.0;
+        let name = model.user.name.as_str();
+        let mut map = serializer.serialize_map(None)?;
+        for server in model.servers {
+            let server_resource = Resource::Server { user: name, server: server.name.as_str(), groups: &model.groups };
+            if (model.include_stopped || server.state.is_active())
+                && model.scopes.allows("read:servers", &server_resource)
+            {
+                let show_state = model.scopes.allows("admin:server_state", &server_resource);
+                map.serialize_entry(
+                    server.name.as_str(),
+                    &ServerModel { server, base_url: model.base_url, show_state },
+                )?;
+            }
+        }
+        map.end()
     }
-    if wanted("pending") {
-        model.insert("pending".into(), json!(default_server.and_then(|server| server.state.pending())));
-    }
-    if wanted("created") {
-        model.insert("created".into(), Value::from(isoformat(&user.created)));
-    }
-    if wanted("last_activity") {
-        model.insert("last_activity".into(), optional_time(user.last_activity.as_ref()));
-    }
-    if wanted("auth_state") {
-        model.insert("auth_state".into(), Value::Null);
-    }
-    if let Some(server_models) = server_models {
-        model.insert("servers".into(), Value::Object(server_models));
-    }
-    Some(Value::Object(model))
 }
 
 /// The token model; `scopes` are the token's effective scopes.
@@ -233,4 +389,36 @@ pub(crate) fn service_model(service: &Service, scopes: &ScopeSet) -> Value {
         ("read:roles:services", &["kind", "name", "roles", "admin"]),
     ];
     filtered(full, &access, scopes, &Resource::Service { name: service.name.as_str() })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    #[test]
+    fn timestamps_and_urls_written_in_place_match_the_owned_forms() {
+        let times = [
+            Utc.with_ymd_and_hms(2026, 11, 27, 0, 1, 2).unwrap(),
+            Utc.timestamp_micros(1_795_000_000_123_456).unwrap(),
+            Utc.timestamp_micros(0).unwrap(),
+            Utc.with_ymd_and_hms(12345, 1, 1, 0, 0, 0).unwrap(),
+            Utc.timestamp_opt(1_019, 1_999_999_999).unwrap(),
+        ];
+        for time in &times {
+            assert_eq!(IsoTime(time).to_string(), isoformat(time));
+        }
+        for (user, server) in [("alice", ""), ("a b@c~d/é", "gpu 1"), ("x", "named")] {
+            let url = ServerUrl { base_url: "/base/", user, server, progress: false };
+            assert_eq!(url.to_string(), server_prefix("/base/", user, server));
+            let progress = ServerUrl { progress: true, ..url }.to_string();
+            let expected = if server.is_empty() {
+                format!("/base/hub/api/users/{}/server/progress", quote_name(user))
+            } else {
+                format!("/base/hub/api/users/{}/servers/{}/progress", quote_name(user), quote_name(server))
+            };
+            assert_eq!(progress, expected);
+        }
+    }
 }

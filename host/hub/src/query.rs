@@ -3,6 +3,8 @@
 
 use axum::http::{HeaderMap, Uri, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 use crate::HubConfig;
@@ -100,21 +102,81 @@ impl Pagination {
         if !self.paginated {
             return items;
         }
-        let next_offset = self.offset + self.limit;
-        let next = if next_offset < total {
-            let mut query = Query::parse(uri.query());
-            query.set("offset", next_offset.to_string());
-            query.set("limit", self.limit.to_string());
-            let url = format!("{}{}?{}", origin(headers), uri.path(), query.encode());
-            json!({ "offset": next_offset, "limit": self.limit, "url": url })
-        } else {
-            Value::Null
+        let next = match self.next_url(total, uri, headers) {
+            Some(url) => json!({ "offset": self.offset + self.limit, "limit": self.limit, "url": url }),
+            None => Value::Null,
         };
         json!({
             "items": items,
             "_pagination": { "offset": self.offset, "limit": self.limit, "total": total, "next": next },
         })
     }
+
+    /// [`Pagination::respond`] for items that serialize themselves: the same JSON, written without building a
+    /// `Value` of the whole page first.
+    pub(crate) fn page<T: Serialize>(&self, items: T, total: u64, uri: &Uri, headers: &HeaderMap) -> Paged<T> {
+        let next_url = if self.paginated { self.next_url(total, uri, headers) } else { None };
+        Paged { items, pagination: *self, total, next_url }
+    }
+
+    /// `next.url`, if there is a next page.
+    fn next_url(&self, total: u64, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+        let next_offset = self.offset + self.limit;
+        (next_offset < total).then(|| {
+            let mut query = Query::parse(uri.query());
+            query.set("offset", next_offset.to_string());
+            query.set("limit", self.limit.to_string());
+            format!("{}{}?{}", origin(headers), uri.path(), query.encode())
+        })
+    }
+}
+
+/// A page as [`Pagination::page`] builds it.
+pub(crate) struct Paged<T> {
+    items: T,
+    pagination: Pagination,
+    total: u64,
+    next_url: Option<String>,
+}
+
+impl<T: Serialize> Serialize for Paged<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !self.pagination.paginated {
+            return self.items.serialize(serializer);
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("items", &self.items)?;
+        map.serialize_entry("_pagination", &PaginationModel(self))?;
+        map.end()
+    }
+}
+
+/// `_pagination`: `{offset, limit, total, next}`, `next` being `{offset, limit, url}` or null.
+struct PaginationModel<'a, T>(&'a Paged<T>);
+
+impl<T> Serialize for PaginationModel<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Paged { pagination, total, next_url, .. } = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("offset", &pagination.offset)?;
+        map.serialize_entry("limit", &pagination.limit)?;
+        map.serialize_entry("total", total)?;
+        match next_url {
+            Some(url) => map.serialize_entry(
+                "next",
+                &NextModel { offset: pagination.offset + pagination.limit, limit: pagination.limit, url },
+            )?,
+            None => map.serialize_entry("next", &())?,
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct NextModel<'a> {
+    offset: u64,
+    limit: u64,
+    url: &'a str,
 }
 
 /// `scheme://host` of the request as the client addressed it (Tornado's `full_url` with `xheaders`).

@@ -16,7 +16,7 @@ use wasmhub_store::{
 
 use crate::auth::Caller;
 use crate::error::{ApiError, parse_json_body};
-use crate::models::user_model;
+use crate::models::{MaybeUserModel, UserModel, user_model};
 use crate::query::{Pagination, Query};
 use crate::scopes::Resource;
 use crate::{Hub, empty, servers};
@@ -107,13 +107,17 @@ pub(crate) async fn list_users(
     for server in hub.store().list_servers_of(&names).await? {
         servers_by_user.entry(server.user.clone()).or_default().push(server);
     }
-    let mut items = Vec::with_capacity(users.len());
-    for user in &users {
-        let servers = servers_by_user.remove(&user.name).unwrap_or_default();
-        let model = user_model(user, &servers, &caller.scopes, include_stopped, &hub.config().base_url);
-        items.push(model.unwrap_or_else(|| Value::Object(Map::new())));
-    }
-    Ok(Json(pagination.respond(items, total, &uri, &headers)).into_response())
+    // Each user's servers stay borrowed from one list; the models are written straight to the response.
+    let no_servers: Vec<Server> = Vec::new();
+    let base_url = &hub.config().base_url;
+    let items: Vec<MaybeUserModel<'_>> = users
+        .iter()
+        .map(|user| {
+            let servers = servers_by_user.get(&user.name).unwrap_or(&no_servers);
+            UserModel::or_empty(UserModel::new(user, servers, &caller.scopes, include_stopped, base_url))
+        })
+        .collect();
+    Ok(Json(pagination.page(items, total, &uri, &headers)).into_response())
 }
 
 pub(crate) async fn get_user(
@@ -127,7 +131,10 @@ pub(crate) async fn get_user(
     caller.require(READ_USER_SCOPES, &Resource::User { name: &name, groups: &groups })?;
     let user = user.ok_or_else(ApiError::not_found)?;
     let include_stopped = Query::parse(raw_query.as_deref()).has("include_stopped_servers");
-    Ok(Json(model_for(&hub, &caller, &user, include_stopped).await?).into_response())
+    // The user was just read, so the query that does not tell "no servers" from "no user" is enough.
+    let servers = hub.store().list_servers_of(std::slice::from_ref(&user.name)).await?;
+    let model = UserModel::new(&user, &servers, &caller.scopes, include_stopped, &hub.config().base_url);
+    Ok(Json(UserModel::or_empty(model)).into_response())
 }
 
 /// Checks the keys and types of a user model in a request body.

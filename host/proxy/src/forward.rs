@@ -98,13 +98,13 @@ impl Proxy {
         *upstream_request.headers_mut() = self.upstream_headers(parts.headers, &client, websocket);
 
         let started = Instant::now();
-        let sent = self.shared.client.request(upstream_request);
+        let sent = self.send_upstream(upstream_request, &route, websocket);
         let result = match self.shared.config.proxy_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(result) => result.map_err(BoxError::from),
+                Ok(result) => result,
                 Err(_) => Err(UpstreamTimeout.into()),
             },
-            None => sent.await.map_err(BoxError::from),
+            None => sent.await,
         };
         metrics.request_duration.observe(started.elapsed().as_secs_f64());
         let mut response = match result {
@@ -142,6 +142,48 @@ impl Proxy {
             body.map_err(BoxError::from).boxed_unsync()
         };
         Response::from_parts(parts, body)
+    }
+
+    /// Sends the request to the route's target: over a pooled connection, or to the in-process service when the
+    /// target is the local one (websocket upgrades always connect, since a service call cannot hand over a socket).
+    async fn send_upstream(
+        &self,
+        mut request: Request<ProxyBody>,
+        route: &Route,
+        websocket: bool,
+    ) -> Result<Response<ProxyBody>, BoxError> {
+        let local = self.shared.local.load();
+        if let Some(local) = local.as_deref().filter(|local| !websocket && local.target.same_origin(route.target())) {
+            // What the target's HTTP server would have been given: an origin-form URI and, as hyper's client
+            // adds it when the client sent none, a Host header naming the target.
+            let path_and_query = request.uri().path_and_query().cloned();
+            if !request.headers().contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(local.target.authority().as_str())
+            {
+                request.headers_mut().insert(header::HOST, host);
+            }
+            let mut origin_form = http::uri::Parts::default();
+            origin_form.path_and_query = path_and_query;
+            *request.uri_mut() = Uri::from_parts(origin_form)?;
+            let mut response = (local.service)(request).await?;
+            // The target's HTTP server would have framed a body of known size with `Content-Length` (never for
+            // 1xx, 204 and 304); set it the same way, so the client gets the same header at the same place.
+            let status = response.status();
+            let headers = response.headers();
+            if !headers.contains_key(header::CONTENT_LENGTH)
+                && !headers.contains_key(header::TRANSFER_ENCODING)
+                && !status.is_informational()
+                && status != StatusCode::NO_CONTENT
+                && status != StatusCode::NOT_MODIFIED
+                && let Some(length) = response.body().size_hint().exact()
+            {
+                response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
+            return Ok(response);
+        }
+        drop(local);
+        let response = self.shared.client.request(request).await?;
+        Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync()))
     }
 
     fn upstream_uri(&self, route: &Route, path: &RequestPath, query: Option<&str>) -> Result<Uri, http::Error> {
@@ -306,10 +348,10 @@ fn classify_upstream_error(error: &(dyn std::error::Error + 'static)) -> &'stati
     if error.is::<UpstreamTimeout>() {
         return "timeout";
     }
-    if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
-        if client_error.is_connect() {
-            return "connect";
-        }
+    if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>()
+        && client_error.is_connect()
+    {
+        return "connect";
     }
     "protocol"
 }
@@ -424,7 +466,91 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::server::{Listeners, run};
+    use crate::{LocalService, ProxyConfig};
+
+    /// What a target saw of a request, and answers with: method, URI, version, headers and body, one per line.
+    async fn echo<B: Body<Data = Bytes>>(request: Request<B>) -> Response<ProxyBody>
+    where
+        B::Error: std::fmt::Debug,
+    {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.expect("request body").to_bytes();
+        let mut seen = format!("{} {} {:?}\n", parts.method, parts.uri, parts.version);
+        for (name, value) in &parts.headers {
+            seen.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+        }
+        seen.push_str(&String::from_utf8_lossy(&body));
+        let mut response = Response::new(full_body(Bytes::from(seen)));
+        response.headers_mut().insert("x-target", HeaderValue::from_static("echo"));
+        if parts.uri.path().ends_with("/missing") {
+            *response.status_mut() = StatusCode::NOT_FOUND;
+        }
+        response
+    }
+
+    async fn echo_server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(|request| async move { Ok::<_, Infallible>(echo(request).await) }),
+                ));
+            }
+        });
+        format!("http://{address}")
+    }
+
+    /// Sends each raw HTTP/1 request on a connection of its own and returns the responses without `date` headers.
+    async fn exchange(port: u16, requests: &[&str]) -> Vec<String> {
+        let mut answers = Vec::new();
+        for request in requests {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut raw = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw).await.unwrap();
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            answers.push(text.lines().filter(|line| !line.starts_with("date: ")).collect::<Vec<_>>().join("\n"));
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn an_in_process_target_sees_and_answers_exactly_what_it_would_over_http() {
+        let target = echo_server().await;
+        let config = ProxyConfig { default_target: Some(target.clone()), ..ProxyConfig::default() };
+        let proxy = Proxy::new(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
+        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let requests = [
+            "GET /hub/api/users?limit=2&x=%20y HTTP/1.1\r\nHost: hub.example:8000\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             Accept: */*\r\nConnection: close\r\n\r\n",
+            "POST /hub/api/users/a/activity HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: keep-alive, x-private\r\nX-Private: 1\r\nConnection: close\r\n\r\n{}",
+            "GET /hub/missing HTTP/1.0\r\n\r\n",
+            "HEAD /hub/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        ];
+        let over_http = exchange(port, &requests).await;
+        let local: LocalService = Arc::new(|request| Box::pin(async move { Ok(echo(request).await) }));
+        proxy.serve_locally(&target, local).unwrap();
+        let in_process = exchange(port, &requests).await;
+        assert_eq!(in_process, over_http);
+        assert!(over_http[0].contains("x-forwarded-for: 10.0.0.1,127.0.0.1"), "{}", over_http[0]);
+        proxy.stop_serving_locally();
+        assert_eq!(exchange(port, &requests).await, over_http);
+    }
 
     #[test]
     fn forwarded_headers_append_with_a_bare_comma() {

@@ -166,9 +166,12 @@ fn lock_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// A route as read back: path, data and `last_activity` in milliseconds.
+type ReadRoute = (String, Map<String, Value>, i64);
+
 fn read_records(reader: impl BufRead) -> io::Result<Loaded> {
     // Removed routes leave a tombstone so positions stay valid; file order is kept for the survivors.
-    let mut routes: Vec<Option<(String, Map<String, Value>, i64)>> = Vec::new();
+    let mut routes: Vec<Option<ReadRoute>> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut skipped_lines = Vec::new();
     for (number, line) in reader.lines().enumerate() {
@@ -372,7 +375,8 @@ mod tests {
             live.lock().unwrap().push(record.clone());
             journal.append(record).await.unwrap();
         }
-        journal.close(live.lock().unwrap().clone()).await.unwrap();
+        let snapshot = live.lock().unwrap().clone();
+        journal.close(snapshot).await.unwrap();
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert_eq!(lines, 2500);
     }

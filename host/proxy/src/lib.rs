@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -39,6 +41,29 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body type of everything the proxy sends: streamed from a peer, or small and in memory.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A target that lives in this process, called instead of connecting to it (`wasmhub serve` hands requests for the
+/// hub to the hub's router this way). It gets the request as it would go on the wire (origin-form URI, forwarded
+/// headers, streamed body) and answers the target's response, or an error where a connection would have failed.
+pub type LocalService = Arc<dyn Fn(http::Request<ProxyBody>) -> BoxFuture<'static, LocalResult> + Send + Sync>;
+
+/// What a [`LocalService`] answers.
+pub type LocalResult = Result<http::Response<ProxyBody>, BoxError>;
+
+/// A [`LocalService`] and the target whose requests it answers.
+pub(crate) struct LocalTarget {
+    pub(crate) target: routes::Target,
+    pub(crate) service: LocalService,
+}
+
+/// Any body as a [`ProxyBody`] (for a [`LocalService`]'s responses).
+pub fn boxed_body<B>(body: B) -> ProxyBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
 
 pub(crate) fn full_body(bytes: Bytes) -> ProxyBody {
     http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
@@ -125,6 +150,8 @@ struct Shared {
     /// Proxied websockets outlive their HTTP connection; shutdown waits for them here.
     websockets: TaskTracker,
     tls: Option<Arc<tls::ReloadableCert>>,
+    /// Read without a lock on every proxied request (an `ArcSwap` load), like the route table.
+    local: ArcSwapOption<LocalTarget>,
 }
 
 /// The proxy's shared state: routes, upstream connection pool, metrics. Cheap to clone.
@@ -160,6 +187,7 @@ impl Proxy {
             error_target,
             websockets: TaskTracker::new(),
             tls,
+            local: ArcSwapOption::empty(),
             config,
         };
         let proxy = Proxy { shared: Arc::new(shared) };
@@ -179,6 +207,21 @@ impl Proxy {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// From now on, requests routed to `target` (same scheme, host and port; by any route) are answered by
+    /// `service` in this process rather than over a connection. Websocket upgrades still connect, so the target
+    /// must keep listening at `target`.
+    pub fn serve_locally(&self, target: &str, service: LocalService) -> Result<(), routes::TargetError> {
+        let target = routes::Target::parse(target)?;
+        self.shared.local.store(Some(Arc::new(LocalTarget { target, service })));
+        Ok(())
+    }
+
+    /// Undoes [`Proxy::serve_locally`]: requests connect to the target again (and fail as it does once it has
+    /// stopped listening).
+    pub fn stop_serving_locally(&self) {
+        self.shared.local.store(None);
     }
 
     /// Re-reads the TLS certificate and key (on SIGHUP); the old pair stays in use if the new one is bad.

@@ -101,6 +101,11 @@ impl Target {
         &self.authority
     }
 
+    /// Whether both reach the same server: same scheme, host and port (the paths may differ).
+    pub(crate) fn same_origin(&self, other: &Target) -> bool {
+        self.scheme == other.scheme && self.authority == other.authority
+    }
+
     /// The target's path without a trailing slash (empty for `http://host:port` and `http://host:port/`).
     pub(crate) fn base_path(&self) -> &str {
         &self.base_path
