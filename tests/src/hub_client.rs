@@ -82,7 +82,8 @@ impl Browser {
 
 /// A hub API call with the harness's admin service token.
 pub async fn admin_api(hub: &RunningHub, method: reqwest::Method, path: &str) -> Result<(u16, Value)> {
-    let response = reqwest::Client::new()
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let response = client
         .request(method, format!("{}{path}", hub.api_url()))
         .header("Authorization", format!("token {ADMIN_TOKEN}"))
         .send()
@@ -90,6 +91,46 @@ pub async fn admin_api(hub: &RunningHub, method: reqwest::Method, path: &str) ->
     let status = response.status().as_u16();
     let text = response.text().await?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// The browser's way into a user's running server, as `browser` (who must be allowed in): `/user/<user>/lab`
+/// through the server's OAuth flow to JupyterLab's page, `/api/contents` with cookies only, then a kernel started
+/// with the server's XSRF cookie computes `1+1` over its WebSocket. `server_log` is added to a failure to open lab.
+pub async fn use_jupyterlab(hub: &RunningHub, browser: &Browser, user: &str, server_log: &str) -> Result<()> {
+    // The OAuth flow: /user/<user>/lab -> /hub/api/oauth2/authorize -> /user/<user>/oauth_callback -> back.
+    let lab = browser.client.get(format!("{}/user/{user}/lab", browser.base)).send().await?;
+    let lab_url = lab.url().path().to_owned();
+    let lab_status = lab.status();
+    let lab_page = lab.text().await?;
+    ensure!(
+        lab_status == 200 && lab_url == format!("/user/{user}/lab") && lab_page.contains("jupyter-config-data"),
+        "opening JupyterLab ended at {lab_url} with {lab_status}:\n{}\nserver log:\n{server_log}",
+        &lab_page[..lab_page.len().min(600)],
+    );
+    let contents = browser.client.get(format!("{}/user/{user}/api/contents", browser.base)).send().await?;
+    ensure!(contents.status() == 200, "/user/{user}/api/contents with cookies: {}", contents.status());
+    let contents: Value = contents.json().await?;
+    ensure!(contents["type"] == "directory", "contents: {contents}");
+
+    // A kernel, started and used with cookies and the server's own XSRF cookie.
+    let server_xsrf = browser.cookie(&format!("/user/{user}/"), "_xsrf").context("the server set no _xsrf cookie")?;
+    let kernel = browser
+        .client
+        .post(format!("{}/user/{user}/api/kernels", browser.base))
+        .header("X-XSRFToken", &server_xsrf)
+        .json(&json!({ "name": "python3" }))
+        .send()
+        .await?;
+    ensure!(kernel.status() == 201, "starting a kernel: {} {}", kernel.status(), kernel.text().await?);
+    let kernel: Value = kernel.json().await?;
+    let kernel_id = kernel["id"].as_str().context("kernel id")?.to_owned();
+    let cookies = browser.cookie_header(&format!("/user/{user}/api/"));
+    let answer =
+        tokio::time::timeout(Duration::from_secs(60), execute(hub, user, &cookies, &server_xsrf, &kernel_id, "1+1"))
+            .await
+            .context("no execute_result within 60 s")??;
+    ensure!(answer == "2", "1+1 gave {answer:?}");
+    Ok(())
 }
 
 /// Runs `code` over the kernel's `channels` WebSocket with the browser's cookies, and returns the text result.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, execute};
+use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, use_jupyterlab};
 use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
 use wasmhub_system_tests::venv_bin;
 use wasmhub_testkit::fake_k8s::{FakeApiServer, FakeConfig, PodMatch, ProcessBacking, Resource, Scenario};
@@ -144,34 +144,7 @@ async fn a_pod_spawned_through_the_kubernetes_spawner_serves_jupyterlab() -> Res
     ensure!(claim["spec"]["resources"]["requests"]["storage"] == "2Gi", "claim: {claim}");
 
     // Through the proxy into JupyterLab: the OAuth flow, contents, a kernel.
-    let lab = alice.client.get(format!("{}/user/alice/lab", alice.base)).send().await?;
-    let (lab_url, lab_status) = (lab.url().path().to_owned(), lab.status());
-    let lab_page = lab.text().await?;
-    ensure!(
-        lab_status == 200 && lab_url == "/user/alice/lab" && lab_page.contains("jupyter-config-data"),
-        "opening JupyterLab ended at {lab_url} with {lab_status}"
-    );
-    let contents = alice.client.get(format!("{}/user/alice/api/contents", alice.base)).send().await?;
-    ensure!(contents.status() == 200, "/user/alice/api/contents with cookies: {}", contents.status());
-    let server_xsrf = alice.cookie("/user/alice/", "_xsrf").context("the server set no _xsrf cookie")?;
-    let kernel = alice
-        .client
-        .post(format!("{}/user/alice/api/kernels", alice.base))
-        .header("X-XSRFToken", &server_xsrf)
-        .json(&json!({ "name": "python3" }))
-        .send()
-        .await?;
-    ensure!(kernel.status() == 201, "starting a kernel: {}", kernel.status());
-    let kernel: Value = kernel.json().await?;
-    let kernel_id = kernel["id"].as_str().context("kernel id")?.to_owned();
-    let cookies = alice.cookie_header("/user/alice/api/");
-    let answer = tokio::time::timeout(
-        Duration::from_secs(60),
-        execute(&hub, "alice", &cookies, &server_xsrf, &kernel_id, "1+1"),
-    )
-    .await
-    .context("no execute_result within 60 s")??;
-    ensure!(answer == "2", "1+1 gave {answer:?}");
+    use_jupyterlab(&hub, &alice, "alice", "").await?;
 
     // Stopping deletes the pod (and waits for it); the claim stays for the next start.
     let (status, body) = alice.hub_api(reqwest::Method::DELETE, "/users/alice/server").await?;

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
+use wasmhub_system_tests::hub_client::admin_api;
+use wasmhub_system_tests::hub_harness::{HubOptions, RunningHub};
 use wasmhub_system_tests::venv_bin;
 
 fn client() -> reqwest::Client {
@@ -17,27 +18,16 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn api(method: reqwest::Method, hub: &RunningHub, path: &str) -> Result<(u16, Value)> {
-    let response = client()
-        .request(method, format!("{}{path}", hub.api_url()))
-        .header("Authorization", format!("token {ADMIN_TOKEN}"))
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
 /// Starts `user`'s default server and waits until the user model says it is ready.
 async fn start_server(hub: &mut RunningHub, user: &str) -> Result<()> {
-    let (status, body) = api(reqwest::Method::POST, hub, &format!("/users/{user}")).await?;
+    let (status, body) = admin_api(hub, reqwest::Method::POST, &format!("/users/{user}")).await?;
     ensure!(status == 201 || status == 409, "creating {user}: {status} {body}");
-    let (status, body) = api(reqwest::Method::POST, hub, &format!("/users/{user}/server")).await?;
+    let (status, body) = admin_api(hub, reqwest::Method::POST, &format!("/users/{user}/server")).await?;
     ensure!(status == 201 || status == 202, "starting {user}'s server: {status} {body}");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         hub.check_alive().map_err(anyhow::Error::msg)?;
-        let (_, model) = api(reqwest::Method::GET, hub, &format!("/users/{user}")).await?;
+        let (_, model) = admin_api(hub, reqwest::Method::GET, &format!("/users/{user}")).await?;
         if model["servers"][""]["ready"] == Value::Bool(true) {
             return Ok(());
         }
@@ -86,7 +76,7 @@ async fn a_hub_killed_with_sigkill_adopts_its_running_servers() -> Result<()> {
     ensure!(server_answers(&hub, "bob").await?, "after the restart bob's server is not reachable");
     let pids_after = hub.server_pids();
     ensure!(pids_after == pids_before, "servers were lost or started again: {pids_before:?} then {pids_after:?}");
-    let (status, users) = api(reqwest::Method::GET, &hub, "/users").await?;
+    let (status, users) = admin_api(&hub, reqwest::Method::GET, "/users").await?;
     ensure!(status == 200, "listing users: {status} {users}");
     let names: Vec<&str> =
         users.as_array().context("a list")?.iter().filter_map(|user| user["name"].as_str()).collect();
@@ -97,7 +87,7 @@ async fn a_hub_killed_with_sigkill_adopts_its_running_servers() -> Result<()> {
     }
 
     // Bob's server dies while the hub is down; the next start cleans it up instead of routing to nothing.
-    let (_, bob) = api(reqwest::Method::GET, &hub, "/users/bob").await?;
+    let (_, bob) = admin_api(&hub, reqwest::Method::GET, "/users/bob").await?;
     ensure!(bob["servers"][""]["ready"] == Value::Bool(true), "{bob}");
     hub.kill_hub();
     let bob_pids: Vec<i32> = hub
@@ -112,12 +102,12 @@ async fn a_hub_killed_with_sigkill_adopts_its_running_servers() -> Result<()> {
         std::process::Command::new("kill").args(["-s", "KILL", "--", &pid.to_string()]).status()?;
     }
     hub.restart();
-    let (_, bob) = api(reqwest::Method::GET, &hub, "/users/bob").await?;
+    let (_, bob) = admin_api(&hub, reqwest::Method::GET, "/users/bob").await?;
     ensure!(bob["servers"] == serde_json::json!({}), "bob's dead server is still listed: {bob}");
     ensure!(!server_answers(&hub, "bob").await?, "a route to bob's dead server is still there");
     ensure!(server_answers(&hub, "alice").await?, "alice's server was lost in the second restart");
 
-    let (status, body) = api(reqwest::Method::DELETE, &hub, "/users/alice/server").await?;
+    let (status, body) = admin_api(&hub, reqwest::Method::DELETE, "/users/alice/server").await?;
     ensure!(status == 204 || status == 202, "stopping alice: {status} {body}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !hub.server_pids().is_empty() {
@@ -156,7 +146,7 @@ async fn the_real_idle_culler_stops_an_idle_server() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         hub.check_alive().map_err(anyhow::Error::msg)?;
-        let (_, model) = api(reqwest::Method::GET, &hub, "/users/alice").await?;
+        let (_, model) = admin_api(&hub, reqwest::Method::GET, "/users/alice").await?;
         if model["servers"] == serde_json::json!({}) {
             break;
         }

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::{Value, json};
-use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, execute};
+use serde_json::json;
+use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, use_jupyterlab};
 use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
 
 async fn browser_session_reaches_jupyterlab(venv: &'static str) -> Result<()> {
@@ -35,41 +35,7 @@ async fn browser_session_reaches_jupyterlab(venv: &'static str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // The OAuth flow: /user/alice/lab -> /hub/api/oauth2/authorize -> /user/alice/oauth_callback -> /user/alice/lab.
-    let lab = alice.client.get(format!("{}/user/alice/lab", alice.base)).send().await?;
-    let lab_url = lab.url().path().to_owned();
-    let lab_status = lab.status();
-    let lab_page = lab.text().await?;
-    ensure!(
-        lab_status == 200 && lab_url == "/user/alice/lab" && lab_page.contains("jupyter-config-data"),
-        "opening JupyterLab ended at {lab_url} with {lab_status}:\n{}\nserver log:\n{}",
-        &lab_page[..lab_page.len().min(600)],
-        hub.server_log("alice")
-    );
-    let contents = alice.client.get(format!("{}/user/alice/api/contents", alice.base)).send().await?;
-    ensure!(contents.status() == 200, "/user/alice/api/contents with cookies: {}", contents.status());
-    let contents: Value = contents.json().await?;
-    ensure!(contents["type"] == "directory", "contents: {contents}");
-
-    // A kernel, started and used with cookies and the server's own XSRF cookie.
-    let server_xsrf = alice.cookie("/user/alice/", "_xsrf").context("the server set no _xsrf cookie")?;
-    let kernel = alice
-        .client
-        .post(format!("{}/user/alice/api/kernels", alice.base))
-        .header("X-XSRFToken", &server_xsrf)
-        .json(&json!({ "name": "python3" }))
-        .send()
-        .await?;
-    ensure!(kernel.status() == 201, "starting a kernel: {} {}", kernel.status(), kernel.text().await?);
-    let kernel: Value = kernel.json().await?;
-    let kernel_id = kernel["id"].as_str().context("kernel id")?.to_owned();
-    let answer = tokio::time::timeout(
-        Duration::from_secs(60),
-        execute(&hub, "alice", &alice.cookie_header("/user/alice/api/"), &server_xsrf, &kernel_id, "1+1"),
-    )
-    .await
-    .context("no execute_result within 60 s")??;
-    ensure!(answer == "2", "1+1 gave {answer:?}");
+    use_jupyterlab(&hub, &alice, "alice", &hub.server_log("alice")).await?;
 
     // Bob is logged in to the hub but may not use alice's server: the hub refuses the OAuth authorization.
     let bob = Browser::new(&hub);
