@@ -360,7 +360,7 @@ impl LoadedComponent {
         allowed_paths: &[String],
         context: &SpawnContext,
         pod: &serde_json::Value,
-    ) -> CallReport<Pod> {
+    ) -> CallReport<Box<Pod>> {
         use bindings::pods::exports::wasmhub::policy::pods as wit;
         let pod_json = json_text(pod);
         let wit_context = wit::SpawnContext {

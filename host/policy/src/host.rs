@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use k8s_openapi::api::core::v1::Pod;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::component::{CallReport, LoadedComponent};
@@ -331,7 +331,7 @@ impl PolicyHost {
     /// The pods hook: the Pod to create. On failure the spawn fails, unless the policy says `failure: ignore`.
     pub fn mutate_pod(&self, context: &SpawnContext, pod: &serde_json::Value) -> Result<Pod, PodPolicyError> {
         let unmodified = || {
-            serde_json::from_value::<Pod>(pod.clone()).map_err(|error| PodPolicyError::InvalidPod(error.to_string()))
+            Box::<Pod>::deserialize(pod).map_err(|error| PodPolicyError::InvalidPod(error.to_string()))
         };
         let slots = self.slots(Hook::Pods);
         let result = match slots.enforce.load_full() {
@@ -367,7 +367,7 @@ impl PolicyHost {
             monitor.record.observe(&report);
             compare(&monitor.record, &report, decided, || format!("pod for {:?}", context.user.name));
         }
-        result
+        result.map(|pod| *pod)
     }
 
     /// The cull hook, once per sweep. On failure the built-in idle rule decides; an error never stops a server.

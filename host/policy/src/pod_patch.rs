@@ -49,14 +49,19 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<&
 /// The Pod is not copied: the patch is applied to an overlay ([`Node`]) that borrows every untouched part of
 /// `pod` and keeps the patch's values as their JSON text, and the typed `Pod` is parsed straight from that
 /// overlay. Only the objects and arrays on the path to a patched member are opened up, one level at a time.
-pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths: &[String]) -> Result<Pod, String> {
+/// The `Pod` comes back boxed: it is a few kilobytes, and the caller passes it on through several layers.
+pub fn apply_pod_patch(
+    pod: &serde_json::Value,
+    patch_json: &str,
+    allowed_paths: &[String],
+) -> Result<Box<Pod>, String> {
     // Parsed once, straight into operations: no JSON value per operation.
     let patch: Vec<Operation<'_>> = serde_json::from_str(patch_json)
         .map_err(|error| format!("the patch is not a JSON array of operations: {error}"))?;
     let invalid_pod = |error: serde_json::Error| format!("the patched Pod is not a valid Pod: {error}");
     if patch.is_empty() {
         // Nothing to apply: parse the Pod in place.
-        return Pod::deserialize(pod).map_err(invalid_pod);
+        return Box::<Pod>::deserialize(pod).map_err(invalid_pod);
     }
     let mut document = Node::Base(pod);
     for (index, operation) in patch.into_iter().enumerate() {
@@ -67,7 +72,7 @@ pub fn apply_pod_patch(pod: &serde_json::Value, patch_json: &str, allowed_paths:
         };
         applied.map_err(|message| format!("patch operation {index}: {message}"))?;
     }
-    Pod::deserialize(&document).map_err(invalid_pod)
+    Box::<Pod>::deserialize(&document).map_err(invalid_pod)
 }
 
 fn apply_operation<'a>(
@@ -77,7 +82,7 @@ fn apply_operation<'a>(
 ) -> Result<(), String> {
     let Operation { op, path, value } = operation;
     let segments = parse_pointer(&path)?;
-    if !allowed_paths.iter().any(|allowed| path_is_under(&segments, allowed.as_ref())) {
+    if !allowed_paths.iter().any(|allowed| path_is_under(&path, allowed.as_ref())) {
         return Err(format!("path {path:?} is not under the allowed paths"));
     }
     let (last, parent_segments) = segments.split_last().ok_or("the root cannot be patched")?;
@@ -85,7 +90,7 @@ fn apply_operation<'a>(
     match op.as_ref() {
         "add" | "replace" => {
             let add = op == "add";
-            let value = Node::Raw(value.ok_or("no \"value\"")?);
+            let value = Node::Raw(value.ok_or("no \"value\"")?, path.clone());
             match parent {
                 Node::Object(members) => {
                     let existing = members.iter_mut().find(|(key, _)| key.as_ref() == last.as_ref());
@@ -132,7 +137,9 @@ fn apply_operation<'a>(
     Ok(())
 }
 
-/// The unescaped segments of a JSON Pointer; a segment is copied only when it holds an escape.
+/// The unescaped segments of a JSON Pointer; a segment is copied only when it holds an escape. A `~` must
+/// start `~0` or `~1` (RFC 6901), which keeps the escaped form of a key unique, so [`path_is_under`] can
+/// compare pointers as written.
 fn parse_pointer(path: &str) -> Result<Vec<Cow<'_, str>>, String> {
     if path.is_empty() {
         return Ok(Vec::new());
@@ -140,24 +147,26 @@ fn parse_pointer(path: &str) -> Result<Vec<Cow<'_, str>>, String> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(format!("path {path:?} does not start with /"));
     };
-    Ok(rest.split('/').map(unescape_segment).collect())
-}
-
-fn unescape_segment(segment: &str) -> Cow<'_, str> {
-    if segment.contains('~') {
-        Cow::Owned(segment.replace("~1", "/").replace("~0", "~"))
-    } else {
-        Cow::Borrowed(segment)
-    }
-}
-
-/// Whether the pointer lies at or under the allowed prefix; `*` in the prefix matches any one segment.
-fn path_is_under(segments: &[Cow<'_, str>], allowed: &str) -> bool {
-    let Some(rest) = allowed.strip_prefix('/') else { return false };
-    let mut actual = segments.iter();
     rest.split('/')
-        .map(unescape_segment)
-        .all(|allowed| actual.next().is_some_and(|actual| allowed == "*" || allowed == actual.as_ref()))
+        .map(|segment| match segment.contains('~') {
+            false => Ok(Cow::Borrowed(segment)),
+            true if segment.split('~').skip(1).all(|after| after.starts_with(['0', '1'])) => {
+                Ok(Cow::Owned(segment.replace("~1", "/").replace("~0", "~")))
+            }
+            true => Err(format!("path {path:?}: `~` must be followed by 0 or 1")),
+        })
+        .collect()
+}
+
+/// Whether the pointer lies at or under the allowed prefix; `*` in the prefix matches any one segment. Both
+/// are compared as written, segment by segment, without unescaping: escapes are unique (see
+/// [`parse_pointer`]), and this runs for every allowed path of every operation.
+fn path_is_under(path: &str, allowed: &str) -> bool {
+    let (Some(path), Some(allowed)) = (path.strip_prefix('/'), allowed.strip_prefix('/')) else {
+        return false;
+    };
+    let mut actual = path.split('/');
+    allowed.split('/').all(|allowed| actual.next().is_some_and(|actual| allowed == "*" || allowed == actual))
 }
 
 /// The node at `segments`, with every object and array on the way opened up into [`Node::Object`] or
@@ -181,10 +190,10 @@ fn resolve<'n, 'a>(document: &'n mut Node<'a>, segments: &[Cow<'_, str>]) -> Opt
 enum Node<'a> {
     /// Part of the hub's Pod, unchanged.
     Base(&'a serde_json::Value),
-    /// A value from the patch, as the policy wrote it.
-    Raw(&'a RawValue),
-    /// A patch value that a later operation reached into, parsed.
-    Owned(serde_json::Value),
+    /// A value from the patch, as the policy wrote it, and the path of the operation that put it there.
+    Raw(&'a RawValue, Cow<'a, str>),
+    /// A patch value that a later operation reached into, parsed, and the path it was added at.
+    Owned(serde_json::Value, Cow<'a, str>),
     Object(Vec<(Cow<'a, str>, Node<'a>)>),
     Array(Vec<Node<'a>>),
 }
@@ -192,24 +201,72 @@ enum Node<'a> {
 impl<'a> Node<'a> {
     /// Turns an object or array into its editable form, one level deep; scalars stay as they are.
     fn open(&mut self) {
-        if let Node::Raw(raw) = self {
+        if let Node::Raw(raw, path) = self {
             // Only when an operation reaches into a value an earlier one added; it parses because the patch did.
-            *self = Node::Owned(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+            let value = serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null);
+            *self = Node::Owned(value, std::mem::take(path));
         }
         let opened = match self {
             Node::Base(serde_json::Value::Object(map)) => {
                 Node::Object(map.iter().map(|(key, value)| (Cow::Borrowed(key.as_str()), Node::Base(value))).collect())
             }
             Node::Base(serde_json::Value::Array(items)) => Node::Array(items.iter().map(Node::Base).collect()),
-            Node::Owned(serde_json::Value::Object(map)) => Node::Object(
-                std::mem::take(map).into_iter().map(|(key, value)| (Cow::Owned(key), Node::Owned(value))).collect(),
+            Node::Owned(serde_json::Value::Object(map), path) => Node::Object(
+                std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, value)| (Cow::Owned(key), Node::Owned(value, path.clone())))
+                    .collect(),
             ),
-            Node::Owned(serde_json::Value::Array(items)) => {
-                Node::Array(std::mem::take(items).into_iter().map(Node::Owned).collect())
+            Node::Owned(serde_json::Value::Array(items), path) => {
+                Node::Array(std::mem::take(items).into_iter().map(|item| Node::Owned(item, path.clone())).collect())
             }
             _ => return,
         };
         *self = opened;
+    }
+
+    /// The path of an operation whose value is in this node, if any.
+    fn patched_path(&self) -> Option<&str> {
+        match self {
+            Node::Base(_) => None,
+            Node::Raw(_, path) | Node::Owned(_, path) => Some(path),
+            Node::Object(members) => members.iter().find_map(|(_, node)| node.patched_path()),
+            Node::Array(items) => items.iter().find_map(Node::patched_path),
+        }
+    }
+}
+
+/// Parses a value the policy wrote, refusing members the Kubernetes type does not have. k8s-openapi skips
+/// unknown members, so without this a patch could add one under an allowed path and have it vanish from the
+/// Pod without a word. Only patch values are checked: the rest is the hub's own Pod.
+fn parse_strictly<'de, D, T>(
+    deserializer: D,
+    path: &str,
+    parse: impl FnOnce(serde_ignored::Deserializer<'_, '_, D, IgnoredMembers<'_>>) -> Result<T, serde_json::Error>,
+) -> Result<T, serde_json::Error>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+{
+    let mut unknown: Option<String> = None;
+    let mut record_first = |member: serde_ignored::Path<'_>| {
+        unknown.get_or_insert_with(|| member.to_string());
+    };
+    let mut record: IgnoredMembers<'_> = &mut record_first;
+    let parsed = parse(serde_ignored::Deserializer::new(deserializer, &mut record));
+    match unknown {
+        Some(member) => Err(unknown_member(path, Some(&member))),
+        None => parsed,
+    }
+}
+
+type IgnoredMembers<'r> = &'r mut dyn FnMut(serde_ignored::Path<'_>);
+
+fn unknown_member(path: &str, member: Option<&str>) -> serde_json::Error {
+    match member {
+        Some(member) => serde::de::Error::custom(format_args!(
+            "the value at {path:?} has a member a Pod does not have: `{member}` (Kubernetes would drop it)"
+        )),
+        None => serde::de::Error::custom(format_args!("{path:?} is not part of a Pod (Kubernetes would drop it)")),
     }
 }
 
@@ -222,8 +279,12 @@ macro_rules! delegate {
             fn $method<V: Visitor<'de>>(self, $($argument: $type,)* visitor: V) -> Result<V::Value, serde_json::Error> {
                 match self {
                     Node::Base(value) => value.$method($($argument,)* visitor),
-                    Node::Owned(value) => value.$method($($argument,)* visitor),
-                    Node::Raw(raw) => (&mut serde_json::Deserializer::from_str(raw.get())).$method($($argument,)* visitor),
+                    Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.$method($($argument,)* visitor)),
+                    Node::Raw(raw, path) => parse_strictly(
+                        &mut serde_json::Deserializer::from_str(raw.get()),
+                        path,
+                        |strict| strict.$method($($argument,)* visitor),
+                    ),
                     Node::Object(_) | Node::Array(_) => self.deserialize_any(visitor),
                 }
             }
@@ -237,8 +298,10 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
         match self {
             Node::Base(value) => value.deserialize_any(visitor),
-            Node::Owned(value) => value.deserialize_any(visitor),
-            Node::Raw(raw) => (&mut serde_json::Deserializer::from_str(raw.get())).deserialize_any(visitor),
+            Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.deserialize_any(visitor)),
+            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                strict.deserialize_any(visitor)
+            }),
             Node::Object(members) => {
                 let mut map = MapDeserializer::new(members.iter().map(|(key, value)| (key.as_ref(), value)));
                 let parsed = visitor.visit_map(&mut map)?;
@@ -257,8 +320,10 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
         match self {
             Node::Base(value) => value.deserialize_option(visitor),
-            Node::Owned(value) => value.deserialize_option(visitor),
-            Node::Raw(raw) => (&mut serde_json::Deserializer::from_str(raw.get())).deserialize_option(visitor),
+            Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.deserialize_option(visitor)),
+            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                strict.deserialize_option(visitor)
+            }),
             Node::Object(_) | Node::Array(_) => visitor.visit_some(self),
         }
     }
@@ -270,10 +335,12 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
     ) -> Result<V::Value, serde_json::Error> {
         match self {
             Node::Base(value) => value.deserialize_newtype_struct(name, visitor),
-            Node::Owned(value) => value.deserialize_newtype_struct(name, visitor),
-            Node::Raw(raw) => {
-                (&mut serde_json::Deserializer::from_str(raw.get())).deserialize_newtype_struct(name, visitor)
+            Node::Owned(value, path) => {
+                parse_strictly(value, path, |strict| strict.deserialize_newtype_struct(name, visitor))
             }
+            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                strict.deserialize_newtype_struct(name, visitor)
+            }),
             Node::Object(_) | Node::Array(_) => visitor.visit_newtype_struct(self),
         }
     }
@@ -287,7 +354,15 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
         deserialize_tuple_struct(name: &'static str, len: usize), deserialize_map(),
         deserialize_struct(name: &'static str, fields: &'static [&'static str]),
         deserialize_enum(name: &'static str, variants: &'static [&'static str]), deserialize_identifier(),
-        deserialize_ignored_any(),
+    }
+
+    /// What the Pod's types call for members they do not have: fine for the hub's own Pod, an error for
+    /// anything the patch put there.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
+        match self.patched_path() {
+            Some(path) => Err(unknown_member(path, None)),
+            None => visitor.visit_unit(),
+        }
     }
 }
 
@@ -368,7 +443,7 @@ mod tests {
                 "containers": [{"name": "notebook", "image": "gpu", "resources": {"limits": {"memory": "2G"}}},
                     {"name": "sidecar", "image": "side", "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "500m"}}}]}}))
         .unwrap();
-        assert_eq!(apply_pod_patch(&pod, patch, &[]).unwrap(), expected);
+        assert_eq!(*apply_pod_patch(&pod, patch, &[]).unwrap(), expected);
         let missing = r#"[{"op": "replace", "path": "/metadata/labels/none", "value": "x"}]"#;
         assert!(apply_pod_patch(&pod, missing, &[]).unwrap_err().contains("does not exist"));
         let no_parent = r#"[{"op": "add", "path": "/spec/containers/5/image", "value": "x"}]"#;
@@ -384,4 +459,52 @@ mod tests {
         let broken = r#"[{"op": "add", "path": "/spec/nodeSelector", "value": ["not", "a", "map"]}]"#;
         assert!(apply_pod_patch(&pod(), broken, &[]).unwrap_err().contains("not a valid Pod"));
     }
+
+    #[test]
+    fn members_a_pod_does_not_have_are_refused_rather_than_dropped() {
+        let refused = |patch: &str, expected: &[&str]| {
+            let error = apply_pod_patch(&pod(), patch, &["/spec".to_owned()]).unwrap_err();
+            for text in expected {
+                assert!(error.contains(text), "{text:?} missing from: {error}");
+            }
+        };
+        // A misspelt member inside a value the policy wrote.
+        refused(
+            r#"[{"op": "add", "path": "/spec/tolerations", "value": [{"key": "gpu", "operater": "Exists"}]}]"#,
+            &["/spec/tolerations", "operater", "Kubernetes would drop it"],
+        );
+        // A member the parent's type does not have, added by its own operation.
+        refused(
+            r#"[{"op": "add", "path": "/spec/containers/0/imagePolicy", "value": "Always"}]"#,
+            &["/spec/containers/0/imagePolicy", "not part of a Pod"],
+        );
+        // One added into a value an earlier operation wrote.
+        refused(
+            r#"[{"op": "add", "path": "/spec/containers/0/resources", "value": {"limits": {"cpu": "1"}}},
+                {"op": "add", "path": "/spec/containers/0/resources/bogus", "value": 1}]"#,
+            &["bogus"],
+        );
+        // Members the hub's own Pod carries are not the policy's doing, even next to a patched one.
+        let pod_with_extra = serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c"}], "hubExtra": true}});
+        let patch = r#"[{"op": "add", "path": "/spec/nodeSelector", "value": {"gpu": "a100"}}]"#;
+        assert!(apply_pod_patch(&pod_with_extra, patch, &[]).is_ok());
+        // Maps take any key.
+        let labels = r#"[{"op": "add", "path": "/metadata/labels", "value": {"anything": "goes"}}]"#;
+        assert!(apply_pod_patch(&pod(), labels, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_tilde_must_start_an_escape() {
+        let bad = r#"[{"op": "add", "path": "/metadata/labels/a~2b", "value": "x"}]"#;
+        assert!(apply_pod_patch(&pod(), bad, &[]).unwrap_err().contains("followed by 0 or 1"));
+        // The allow-list compares pointers as written, so an escaped prefix still matches its own keys.
+        let allowed = ["/metadata/annotations/example.com~1team".to_owned()];
+        let escaped = r#"[{"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "x"}]"#;
+        let pod = serde_json::json!({"metadata": {"annotations": {}}});
+        assert!(apply_pod_patch(&pod, escaped, &allowed).is_ok());
+        let other = r#"[{"op": "add", "path": "/metadata/annotations/example.com~1other", "value": "x"}]"#;
+        assert!(apply_pod_patch(&pod, other, &allowed).unwrap_err().contains("not under the allowed paths"));
+    }
 }
+

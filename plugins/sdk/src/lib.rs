@@ -18,6 +18,13 @@ compile_error!(
      plugins of different hooks, build them in separate cargo invocations (see plugins/README.md)"
 );
 
+#[cfg(all(target_arch = "wasm32", feature = "arena-allocator"))]
+mod allocator;
+/// Every call runs in a fresh instance, so a bump arena beats a general allocator (see `allocator.rs`).
+#[cfg(all(target_arch = "wasm32", feature = "arena-allocator"))]
+#[global_allocator]
+static ALLOCATOR: allocator::ArenaAllocator = allocator::ArenaAllocator::new();
+
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 pub use serde;
@@ -317,7 +324,9 @@ pub mod pods {
 
         /// The piece of the Pod at a JSON Pointer (the same paths a patch uses, e.g. `/spec/tolerations` or
         /// `/spec/containers/0/resources`), parsed into `T`; `None` when the Pod has nothing there. Everything
-        /// else in the Pod is skipped without being built, which is much cheaper than parsing the whole Pod.
+        /// else in the Pod is skipped without being built, which is much cheaper than parsing the whole Pod. Each
+        /// call walks the Pod's text from the start: to read several pieces, `get` one small struct holding them
+        /// (see the GPU pod example) rather than calling `get` once per piece.
         pub fn get<T: serde::de::DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, String> {
             use serde::de::DeserializeSeed;
             let segments = pointer_segments(pointer)?;
