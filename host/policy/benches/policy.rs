@@ -13,9 +13,20 @@ use wasmhub_policy::hooks::{CullServer, Hook, Identity, ProfileChoice, SpawnCont
 use wasmhub_policy::{CallPhases, CallReport, Limits, LoadedComponent, PolicyEngine, PolicyHost, PolicyHostConfig};
 use wasmhub_policy_test_plugins as plugins;
 
-/// Calls per measurement; `WASMHUB_BENCH_CALLS` overrides it for quick runs.
+/// Calls per row; `WASMHUB_BENCH_CALLS` overrides it for quick runs.
 fn calls() -> usize {
     std::env::var("WASMHUB_BENCH_CALLS").ok().and_then(|calls| calls.parse().ok()).unwrap_or(20_000)
+}
+
+/// Each row's calls are split over this many rounds, the rows taking turns within a round: on a shared
+/// machine a slow spell then lands on every row a little instead of on one row entirely.
+const ROUNDS: usize = 5;
+
+/// One per-call measurement: a label and the call.
+struct Row<'a> {
+    hook: &'static str,
+    guest: &'static str,
+    call: Box<dyn FnMut() -> Result<CallPhases, String> + 'a>,
 }
 
 fn main() {
@@ -24,9 +35,6 @@ fn main() {
     let limits = Limits::default();
     let user = User { name: "alice".into(), admin: false, groups: vec!["staff".into()] };
 
-    println!("per call, fresh store + instance + call, {} calls after 1000 warm-up calls:", calls());
-    println!("| hook | guest | p50 µs | p99 µs | max µs | instantiate p50 | guest p50 | teardown p50 | host p50 |");
-    println!("|---|---|---|---|---|---|---|---|---|");
     let auth = load(Hook::Auth, plugins::WASMHUB_DEFAULT_AUTH);
     let identity = Identity {
         provider: "oidc".into(),
@@ -36,7 +44,6 @@ fn main() {
     };
     let auth_settings =
         r#"{"allowed_users": ["alice"], "admin_users": ["root"], "manage_groups": true, "allowed_groups": ["staff"]}"#;
-    report("auth", "defaults/auth", || measured(auth.authenticate(auth_settings, &limits, &identity)));
 
     let profiles_component = load(Hook::Profiles, plugins::WASMHUB_DEFAULT_PROFILES);
     let profiles = initialize_profiles(&[
@@ -47,24 +54,14 @@ fn main() {
                 "tf": {"display_name": "TF", "kubespawner_override": {"image": "tf:2"}}}}}}),
     ])
     .unwrap();
-    report("profiles (visible)", "defaults/profiles", || {
-        measured(profiles_component.visible_profiles("{}", &limits, &user, &profiles))
-    });
     let choice = ProfileChoice { profile: "gpu".into(), options: vec![] };
-    report("profiles (resolve)", "defaults/profiles", || {
-        measured(profiles_component.resolve_choice("{}", &limits, &user, &profiles, &choice))
-    });
 
     let pods = load(Hook::Pods, plugins::WASMHUB_DEFAULT_PODS);
     let gpu_pod = load(Hook::Pods, plugins::EXAMPLE_GPU_POD);
     let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "jupyter-alice", "labels": {"app": "jupyterhub"}},
         "spec": {"containers": [{"name": "notebook", "image": "quay.io/jupyter/base-notebook", "resources": {"limits": {"memory": "2G"}}}]}});
     let context = SpawnContext { user: user.clone(), server_name: String::new(), profile: "gpu".into() };
-    report("pods", "defaults/pods (identity)", || measured(pods.mutate_pod("{}", &limits, &[], &context, &pod)));
     let gpu_settings = r#"{"gpu_profiles": ["gpu"], "node_selector": {"accelerator": "a100"}, "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}"#;
-    report("pods", "examples/gpu-pod (3 ops)", || {
-        measured(gpu_pod.mutate_pod(gpu_settings, &limits, &[], &context, &pod))
-    });
 
     let cull = load(Hook::Cull, plugins::WASMHUB_DEFAULT_CULL);
     let server = CullServer {
@@ -78,8 +75,44 @@ fn main() {
     };
     let one = vec![server.clone()];
     let hundred = vec![server; 100];
-    report("cull (1 server)", "defaults/cull", || measured(cull.decide_cull("{}", &limits, &one)));
-    report("cull (sweep of 100)", "defaults/cull", || measured(cull.decide_cull("{}", &limits, &hundred)));
+
+    let mut rows: Vec<Row<'_>> = Vec::new();
+    rows.push(Row {
+        hook: "auth",
+        guest: "defaults/auth",
+        call: Box::new(|| measured(auth.authenticate(auth_settings, &limits, &identity))),
+    });
+    rows.push(Row {
+        hook: "profiles (visible)",
+        guest: "defaults/profiles",
+        call: Box::new(|| measured(profiles_component.visible_profiles("{}", &limits, &user, &profiles))),
+    });
+    rows.push(Row {
+        hook: "profiles (resolve)",
+        guest: "defaults/profiles",
+        call: Box::new(|| measured(profiles_component.resolve_choice("{}", &limits, &user, &profiles, &choice))),
+    });
+    rows.push(Row {
+        hook: "pods",
+        guest: "defaults/pods (identity)",
+        call: Box::new(|| measured(pods.mutate_pod("{}", &limits, &[], &context, &pod))),
+    });
+    rows.push(Row {
+        hook: "pods",
+        guest: "examples/gpu-pod (3 ops)",
+        call: Box::new(|| measured(gpu_pod.mutate_pod(gpu_settings, &limits, &[], &context, &pod))),
+    });
+    rows.push(Row {
+        hook: "cull (1 server)",
+        guest: "defaults/cull",
+        call: Box::new(|| measured(cull.decide_cull("{}", &limits, &one))),
+    });
+    rows.push(Row {
+        hook: "cull (sweep of 100)",
+        guest: "defaults/cull",
+        call: Box::new(|| measured(cull.decide_cull("{}", &limits, &hundred))),
+    });
+    per_call(rows);
 
     if std::env::var("WASMHUB_BENCH_ONLY").is_ok() {
         return;
@@ -98,51 +131,82 @@ fn measured<T>(report: CallReport<T>) -> Result<CallPhases, String> {
     report.result.map(|_| report.phases).map_err(|failure| format!("{failure:?} after {elapsed:?}"))
 }
 
-/// Runs `call` after a warm-up and prints one table row: the whole call's percentiles as the hub sees it, then
-/// the median of each phase (instantiate, guest, teardown) and of the rest (the host's own serialising and
+/// Runs every row after a warm-up, in interleaved rounds, and prints one table line per row: the whole call's
+/// percentiles as the hub sees it, the range of the rounds' medians (how much the machine moved them), then the
+/// median of each phase (instantiate, guest, teardown) and of the rest (the host's own serialising and
 /// checking, before and after the guest).
-fn report(hook: &str, guest: &str, mut call: impl FnMut() -> Result<CallPhases, String>) {
-    if let Ok(only) = std::env::var("WASMHUB_BENCH_ONLY")
-        && !format!("{hook} {guest}").contains(&only)
-    {
-        return;
+fn per_call(mut rows: Vec<Row<'_>>) {
+    if let Ok(only) = std::env::var("WASMHUB_BENCH_ONLY") {
+        rows.retain(|row| format!("{} {}", row.hook, row.guest).contains(&only));
     }
-    for _ in 0..1000 {
-        if let Err(failure) = call() {
-            panic!("{hook} failed during warm-up: {failure}");
-        }
-    }
-    let calls = calls();
-    let mut totals = Vec::with_capacity(calls);
-    let mut phases: [Vec<Duration>; 4] = Default::default();
-    for _ in 0..calls {
-        let started = Instant::now();
-        let outcome = call();
-        let total = started.elapsed();
-        let measured = outcome.unwrap_or_else(|failure| panic!("{hook} failed: {failure}"));
-        totals.push(total);
-        let host = total.saturating_sub(measured.instantiate + measured.guest + measured.teardown);
-        for (samples, sample) in phases.iter_mut().zip([measured.instantiate, measured.guest, measured.teardown, host])
-        {
-            samples.push(sample);
-        }
-    }
-    totals.sort();
-    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
-    let medians: Vec<String> = phases
-        .iter_mut()
-        .map(|samples| {
-            samples.sort();
-            format!("{:.1}", micros(samples[calls / 2]))
-        })
-        .collect();
+    let calls_per_round = calls().div_ceil(ROUNDS);
     println!(
-        "| {hook} | {guest} | {:.1} | {:.1} | {:.0} | {} |",
-        micros(totals[calls / 2]),
-        micros(totals[calls * 99 / 100]),
-        micros(totals[calls - 1]),
-        medians.join(" | ")
+        "per call, fresh store + instance + call, {} calls per row in {ROUNDS} interleaved rounds after 1000 \
+         warm-up calls:",
+        calls_per_round * ROUNDS
     );
+    println!(
+        "| hook | guest | p50 µs | p99 µs | max µs | round p50s µs | instantiate p50 | guest p50 | teardown p50 | \
+         host p50 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for row in &mut rows {
+        for _ in 0..1000 {
+            if let Err(failure) = (row.call)() {
+                panic!("{} failed during warm-up: {failure}", row.hook);
+            }
+        }
+    }
+    // Per row: every call's total, each round's median, and the phases.
+    let mut totals: Vec<Vec<Duration>> = vec![Vec::new(); rows.len()];
+    let mut round_medians: Vec<Vec<Duration>> = vec![Vec::new(); rows.len()];
+    let mut phases: Vec<[Vec<Duration>; 4]> = vec![Default::default(); rows.len()];
+    for _ in 0..ROUNDS {
+        for (index, row) in rows.iter_mut().enumerate() {
+            let mut round = Vec::with_capacity(calls_per_round);
+            for _ in 0..calls_per_round {
+                let started = Instant::now();
+                let outcome = (row.call)();
+                let total = started.elapsed();
+                let measured = outcome.unwrap_or_else(|failure| panic!("{} failed: {failure}", row.hook));
+                round.push(total);
+                let host = total.saturating_sub(measured.instantiate + measured.guest + measured.teardown);
+                let parts = [measured.instantiate, measured.guest, measured.teardown, host];
+                for (samples, sample) in phases[index].iter_mut().zip(parts) {
+                    samples.push(sample);
+                }
+            }
+            round.sort();
+            round_medians[index].push(round[round.len() / 2]);
+            totals[index].extend(round);
+        }
+    }
+    let micros = |duration: Duration| duration.as_secs_f64() * 1e6;
+    for (index, row) in rows.iter().enumerate() {
+        let totals = &mut totals[index];
+        totals.sort();
+        let count = totals.len();
+        let rounds = &mut round_medians[index];
+        rounds.sort();
+        let medians: Vec<String> = phases[index]
+            .iter_mut()
+            .map(|samples| {
+                samples.sort();
+                format!("{:.1}", micros(samples[samples.len() / 2]))
+            })
+            .collect();
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1}–{:.1} | {} |",
+            row.hook,
+            row.guest,
+            micros(totals[count / 2]),
+            micros(totals[count * 99 / 100]),
+            micros(totals[count - 1]),
+            micros(rounds[0]),
+            micros(rounds[rounds.len() - 1]),
+            medians.join(" | ")
+        );
+    }
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) {

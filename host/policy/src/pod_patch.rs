@@ -160,13 +160,30 @@ fn parse_pointer(path: &str) -> Result<Vec<Cow<'_, str>>, String> {
 
 /// Whether the pointer lies at or under the allowed prefix; `*` in the prefix matches any one segment. Both
 /// are compared as written, segment by segment, without unescaping: escapes are unique (see
-/// [`parse_pointer`]), and this runs for every allowed path of every operation.
+/// [`parse_pointer`]). A byte loop, because this runs for every allowed path of every operation and most
+/// comparisons end at the first segment.
 fn path_is_under(path: &str, allowed: &str) -> bool {
-    let (Some(path), Some(allowed)) = (path.strip_prefix('/'), allowed.strip_prefix('/')) else {
+    let (path, allowed) = (path.as_bytes(), allowed.as_bytes());
+    if path.first() != Some(&b'/') || allowed.first() != Some(&b'/') {
         return false;
+    }
+    let segment_end = |text: &[u8], start: usize| {
+        text[start..].iter().position(|&byte| byte == b'/').map_or(text.len(), |offset| start + offset)
     };
-    let mut actual = path.split('/');
-    allowed.split('/').all(|allowed| actual.next().is_some_and(|actual| allowed == "*" || allowed == actual))
+    // `at_path` and `at_allowed` are each at the `/` that starts the next segment.
+    let (mut at_path, mut at_allowed) = (0, 0);
+    while at_allowed < allowed.len() {
+        if at_path >= path.len() {
+            return false;
+        }
+        let (path_end, allowed_end) = (segment_end(path, at_path + 1), segment_end(allowed, at_allowed + 1));
+        let pattern = &allowed[at_allowed + 1..allowed_end];
+        if pattern != b"*" && pattern != &path[at_path + 1..path_end] {
+            return false;
+        }
+        (at_path, at_allowed) = (path_end, allowed_end);
+    }
+    true
 }
 
 /// The node at `segments`, with every object and array on the way opened up into [`Node::Object`] or
@@ -299,9 +316,11 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
         match self {
             Node::Base(value) => value.deserialize_any(visitor),
             Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.deserialize_any(visitor)),
-            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
-                strict.deserialize_any(visitor)
-            }),
+            Node::Raw(raw, path) => {
+                parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                    strict.deserialize_any(visitor)
+                })
+            }
             Node::Object(members) => {
                 let mut map = MapDeserializer::new(members.iter().map(|(key, value)| (key.as_ref(), value)));
                 let parsed = visitor.visit_map(&mut map)?;
@@ -321,9 +340,11 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
         match self {
             Node::Base(value) => value.deserialize_option(visitor),
             Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.deserialize_option(visitor)),
-            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
-                strict.deserialize_option(visitor)
-            }),
+            Node::Raw(raw, path) => {
+                parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                    strict.deserialize_option(visitor)
+                })
+            }
             Node::Object(_) | Node::Array(_) => visitor.visit_some(self),
         }
     }
@@ -338,9 +359,11 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
             Node::Owned(value, path) => {
                 parse_strictly(value, path, |strict| strict.deserialize_newtype_struct(name, visitor))
             }
-            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
-                strict.deserialize_newtype_struct(name, visitor)
-            }),
+            Node::Raw(raw, path) => {
+                parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                    strict.deserialize_newtype_struct(name, visitor)
+                })
+            }
             Node::Object(_) | Node::Array(_) => visitor.visit_newtype_struct(self),
         }
     }
@@ -495,6 +518,20 @@ mod tests {
     }
 
     #[test]
+    fn allowed_paths_match_whole_segments_and_stars_match_one() {
+        assert!(path_is_under("/spec/nodeSelector", "/spec/nodeSelector"));
+        assert!(path_is_under("/spec/nodeSelector/gpu", "/spec/nodeSelector"));
+        assert!(!path_is_under("/spec/nodeSelectorX", "/spec/nodeSelector"));
+        assert!(!path_is_under("/spec", "/spec/nodeSelector"));
+        assert!(path_is_under("/spec/containers/3/image", "/spec/containers/*/image"));
+        assert!(!path_is_under("/spec/containers/3", "/spec/containers/*/image"));
+        assert!(!path_is_under("/spec/initContainers/0/image", "/spec/containers/*/image"));
+        assert!(path_is_under("/metadata/labels/a~1b", "/metadata/labels/a~1b"));
+        assert!(!path_is_under("/metadata/labels", "metadata/labels"));
+        assert!(!path_is_under("", "/metadata"));
+    }
+
+    #[test]
     fn a_tilde_must_start_an_escape() {
         let bad = r#"[{"op": "add", "path": "/metadata/labels/a~2b", "value": "x"}]"#;
         assert!(apply_pod_patch(&pod(), bad, &[]).unwrap_err().contains("followed by 0 or 1"));
@@ -507,4 +544,3 @@ mod tests {
         assert!(apply_pod_patch(&pod, other, &allowed).unwrap_err().contains("not under the allowed paths"));
     }
 }
-
