@@ -170,7 +170,17 @@ wasmhub:
         std::fs::read_to_string(self.dir.path().join("logs").join(format!("{user}.log"))).unwrap_or_default()
     }
 
-    /// Pids of every process working inside the test folder (the servers this hub started).
+    /// Pids of the `jupyterhub-singleuser` servers this hub started. Their kernels and short-lived helpers also
+    /// work inside the test folder, so counting by folder alone sometimes counted a third process.
+    pub fn singleuser_pids(&self) -> Vec<i32> {
+        let is_singleuser = |cmdline: Vec<u8>| cmdline.windows(22).any(|window| window == b"jupyterhub-singleuser\0");
+        self.server_pids()
+            .into_iter()
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(is_singleuser))
+            .collect()
+    }
+
+    /// Pids of every process working inside the test folder (the servers this hub started and their children).
     pub fn server_pids(&self) -> Vec<i32> {
         let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
         let own = self.child.as_ref().map(|child| child.pid());

@@ -63,7 +63,7 @@ async fn a_hub_killed_with_sigkill_adopts_its_running_servers() -> Result<()> {
     start_server(&mut hub, "alice").await?;
     start_server(&mut hub, "bob").await?;
     ensure!(server_answers(&hub, "alice").await?, "alice's server is not reachable through the proxy");
-    let pids_before = hub.server_pids();
+    let pids_before = hub.singleuser_pids();
     ensure!(pids_before.len() >= 2, "expected two server processes, found {pids_before:?}");
 
     hub.kill_hub();
@@ -74,7 +74,7 @@ async fn a_hub_killed_with_sigkill_adopts_its_running_servers() -> Result<()> {
         hub.log_tail()
     );
     ensure!(server_answers(&hub, "bob").await?, "after the restart bob's server is not reachable");
-    let pids_after = hub.server_pids();
+    let pids_after = hub.singleuser_pids();
     ensure!(pids_after == pids_before, "servers were lost or started again: {pids_before:?} then {pids_after:?}");
     let (status, users) = admin_api(&hub, reqwest::Method::GET, "/users").await?;
     ensure!(status == 200, "listing users: {status} {users}");
