@@ -76,42 +76,43 @@ fn main() {
     let one = vec![server.clone()];
     let hundred = vec![server; 100];
 
-    let mut rows: Vec<Row<'_>> = Vec::new();
-    rows.push(Row {
-        hook: "auth",
-        guest: "defaults/auth",
-        call: Box::new(|| measured(auth.authenticate(auth_settings, &limits, &identity))),
-    });
-    rows.push(Row {
-        hook: "profiles (visible)",
-        guest: "defaults/profiles",
-        call: Box::new(|| measured(profiles_component.visible_profiles("{}", &limits, &user, &profiles))),
-    });
-    rows.push(Row {
-        hook: "profiles (resolve)",
-        guest: "defaults/profiles",
-        call: Box::new(|| measured(profiles_component.resolve_choice("{}", &limits, &user, &profiles, &choice))),
-    });
-    rows.push(Row {
-        hook: "pods",
-        guest: "defaults/pods (identity)",
-        call: Box::new(|| measured(pods.mutate_pod("{}", &limits, &[], &context, &pod))),
-    });
-    rows.push(Row {
-        hook: "pods",
-        guest: "examples/gpu-pod (3 ops)",
-        call: Box::new(|| measured(gpu_pod.mutate_pod(gpu_settings, &limits, &[], &context, &pod))),
-    });
-    rows.push(Row {
-        hook: "cull (1 server)",
-        guest: "defaults/cull",
-        call: Box::new(|| measured(cull.decide_cull("{}", &limits, &one))),
-    });
-    rows.push(Row {
-        hook: "cull (sweep of 100)",
-        guest: "defaults/cull",
-        call: Box::new(|| measured(cull.decide_cull("{}", &limits, &hundred))),
-    });
+    let rows = vec![
+        Row {
+            hook: "auth",
+            guest: "defaults/auth",
+            call: Box::new(|| measured(auth.authenticate(auth_settings, &limits, &identity))),
+        },
+        Row {
+            hook: "profiles (visible)",
+            guest: "defaults/profiles",
+            call: Box::new(|| measured(profiles_component.visible_profiles("{}", &limits, &user, &profiles))),
+        },
+        Row {
+            hook: "profiles (resolve)",
+            guest: "defaults/profiles",
+            call: Box::new(|| measured(profiles_component.resolve_choice("{}", &limits, &user, &profiles, &choice))),
+        },
+        Row {
+            hook: "pods",
+            guest: "defaults/pods (identity)",
+            call: Box::new(|| measured(pods.mutate_pod("{}", &limits, &[], &context, &pod))),
+        },
+        Row {
+            hook: "pods",
+            guest: "examples/gpu-pod (3 ops)",
+            call: Box::new(|| measured(gpu_pod.mutate_pod(gpu_settings, &limits, &[], &context, &pod))),
+        },
+        Row {
+            hook: "cull (1 server)",
+            guest: "defaults/cull",
+            call: Box::new(|| measured(cull.decide_cull("{}", &limits, &one))),
+        },
+        Row {
+            hook: "cull (sweep of 100)",
+            guest: "defaults/cull",
+            call: Box::new(|| measured(cull.decide_cull("{}", &limits, &hundred))),
+        },
+    ];
     per_call(rows);
 
     if std::env::var("WASMHUB_BENCH_ONLY").is_ok() {
