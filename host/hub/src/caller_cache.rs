@@ -56,6 +56,8 @@ pub(crate) struct ActivityDue {
 impl CallerCache {
     pub(crate) fn new() -> CallerCache {
         let mut key = [0u8; 32];
+        // Once, when the hub is built. Without an OS random source the hub cannot make a session or token
+        // either, so refusing to start is the only sensible answer (as `serve` does for its cookie secret).
         getrandom::fill(&mut key).expect("the OS random source is available");
         CallerCache { key, inner: Mutex::new(Inner::default()) }
     }

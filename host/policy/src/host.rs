@@ -330,9 +330,7 @@ impl PolicyHost {
 
     /// The pods hook: the Pod to create. On failure the spawn fails, unless the policy says `failure: ignore`.
     pub fn mutate_pod(&self, context: &SpawnContext, pod: &serde_json::Value) -> Result<Pod, PodPolicyError> {
-        let unmodified = || {
-            Box::<Pod>::deserialize(pod).map_err(|error| PodPolicyError::InvalidPod(error.to_string()))
-        };
+        let unmodified = || Box::<Pod>::deserialize(pod).map_err(|error| PodPolicyError::InvalidPod(error.to_string()));
         let slots = self.slots(Hook::Pods);
         let result = match slots.enforce.load_full() {
             Some(active) => {

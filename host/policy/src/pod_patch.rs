@@ -288,22 +288,29 @@ fn unknown_member(path: &str, member: Option<&str>) -> serde_json::Error {
 }
 
 /// Parsing from a node: the borrowed and parsed values go to serde_json's own deserializer for `&Value`, patch
-/// text to its text deserializer, and opened objects and arrays are walked member by member, so the typed Pod
-/// comes out exactly as if the patched document had been built as one `serde_json::Value`.
+/// text to its text deserializer (both through [`parse_strictly`] when the patch wrote them), and opened objects
+/// and arrays are walked member by member, so the typed Pod comes out exactly as if the patched document had
+/// been built as one `serde_json::Value`. The trailing arms say what opened objects and arrays do for `$method`.
+macro_rules! on_node {
+    ($node:expr, $method:ident($($argument:expr),*), $visitor:expr, $($opened:pat => $then:expr),+ $(,)?) => {
+        match $node {
+            Node::Base(value) => value.$method($($argument,)* $visitor),
+            Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.$method($($argument,)* $visitor)),
+            Node::Raw(raw, path) => parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
+                strict.$method($($argument,)* $visitor)
+            }),
+            $($opened => $then,)+
+        }
+    };
+}
+
+/// The `Deserializer` methods that treat an opened object or array as `deserialize_any` does.
 macro_rules! delegate {
     ($($method:ident($($argument:ident: $type:ty),*)),* $(,)?) => {
         $(
             fn $method<V: Visitor<'de>>(self, $($argument: $type,)* visitor: V) -> Result<V::Value, serde_json::Error> {
-                match self {
-                    Node::Base(value) => value.$method($($argument,)* visitor),
-                    Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.$method($($argument,)* visitor)),
-                    Node::Raw(raw, path) => parse_strictly(
-                        &mut serde_json::Deserializer::from_str(raw.get()),
-                        path,
-                        |strict| strict.$method($($argument,)* visitor),
-                    ),
-                    Node::Object(_) | Node::Array(_) => self.deserialize_any(visitor),
-                }
+                on_node!(self, $method($($argument),*), visitor,
+                    Node::Object(_) | Node::Array(_) => self.deserialize_any(visitor))
             }
         )*
     };
@@ -313,40 +320,24 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
-        match self {
-            Node::Base(value) => value.deserialize_any(visitor),
-            Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.deserialize_any(visitor)),
-            Node::Raw(raw, path) => {
-                parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
-                    strict.deserialize_any(visitor)
-                })
-            }
+        on_node!(self, deserialize_any(), visitor,
             Node::Object(members) => {
                 let mut map = MapDeserializer::new(members.iter().map(|(key, value)| (key.as_ref(), value)));
                 let parsed = visitor.visit_map(&mut map)?;
                 map.end()?;
                 Ok(parsed)
-            }
+            },
             Node::Array(items) => {
                 let mut seq = SeqDeserializer::new(items.iter());
                 let parsed = visitor.visit_seq(&mut seq)?;
                 seq.end()?;
                 Ok(parsed)
-            }
-        }
+            },
+        )
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, serde_json::Error> {
-        match self {
-            Node::Base(value) => value.deserialize_option(visitor),
-            Node::Owned(value, path) => parse_strictly(value, path, |strict| strict.deserialize_option(visitor)),
-            Node::Raw(raw, path) => {
-                parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
-                    strict.deserialize_option(visitor)
-                })
-            }
-            Node::Object(_) | Node::Array(_) => visitor.visit_some(self),
-        }
+        on_node!(self, deserialize_option(), visitor, Node::Object(_) | Node::Array(_) => visitor.visit_some(self))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -354,18 +345,8 @@ impl<'de> serde::Deserializer<'de> for &'de Node<'_> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, serde_json::Error> {
-        match self {
-            Node::Base(value) => value.deserialize_newtype_struct(name, visitor),
-            Node::Owned(value, path) => {
-                parse_strictly(value, path, |strict| strict.deserialize_newtype_struct(name, visitor))
-            }
-            Node::Raw(raw, path) => {
-                parse_strictly(&mut serde_json::Deserializer::from_str(raw.get()), path, |strict| {
-                    strict.deserialize_newtype_struct(name, visitor)
-                })
-            }
-            Node::Object(_) | Node::Array(_) => visitor.visit_newtype_struct(self),
-        }
+        on_node!(self, deserialize_newtype_struct(name), visitor,
+            Node::Object(_) | Node::Array(_) => visitor.visit_newtype_struct(self))
     }
 
     delegate! {
