@@ -60,7 +60,10 @@ impl Browser {
             .form(&[("username", user), ("password", PASSWORD), ("_xsrf", &xsrf)])
             .send()
             .await?;
-        ensure!(response.status().is_success(), "logging in as {user}: {}", response.status());
+        // The client follows redirects, and a login without `next` goes on to `/hub/spawn` (`redirect_to_server`),
+        // which starts the server and may go on into it: the status can come from any page of that chain, so the
+        // message names the page that gave it.
+        ensure!(response.status().is_success(), "logging in as {user}: {} at {}", response.status(), response.url());
         ensure!(self.cookie("/hub/", "jupyterhub-hub-login").is_some(), "no login cookie after logging in as {user}");
         Ok(response)
     }

@@ -5,6 +5,10 @@
 //! Single-user servers run in their own process groups and outlive a killed hub on purpose (adoption). So that a
 //! failing test still leaks nothing, every process whose working directory is inside the test's folder (the hub
 //! starts servers there) is killed when the harness drops.
+//!
+//! The hub's stdout and stderr go to `hub-<start>.log` in the test's folder, and dropping the harness prints the
+//! end of each of those logs, so every failing test shows what the hub said without asking for it (see the `Drop`
+//! impl for why it prints for passing tests too).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,6 +18,9 @@ use crate::{ChildGuard, free_port, venv_bin, wasmhub_bin};
 
 /// The token of the `test-admin` service every harness hub has.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// How many lines of each hub log the harness prints when it drops.
+const DROP_LOG_LINES: usize = 200;
 
 /// A `wasmhub serve` process and its folder.
 pub struct RunningHub {
@@ -159,10 +166,20 @@ wasmhub:
 
     /// The last lines of the current hub log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.path().join(format!("hub-{}.log", self.starts))).unwrap_or_default();
+        self.start_log_tail(self.starts, 60)
+    }
+
+    /// The log of the `start`th start of the hub (1 is the first).
+    fn log_path(&self, start: u32) -> PathBuf {
+        self.dir.path().join(format!("hub-{start}.log"))
+    }
+
+    /// The last `count` lines of the log of the `start`th start.
+    fn start_log_tail(&self, start: u32, count: usize) -> String {
+        let bytes = std::fs::read(self.log_path(start)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        lines[lines.len().saturating_sub(count)..].join("\n")
     }
 
     /// The log of one user's default server.
@@ -195,15 +212,28 @@ wasmhub:
 }
 
 impl Drop for RunningHub {
+    /// Stops the hub and its servers, and prints the end of every hub log to stderr.
+    ///
+    /// The logs are printed whether or not the test fails: a test that fails by returning `Err` drops its hub
+    /// before the runner sees the error, so `std::thread::panicking()` cannot tell. The runners show a test's
+    /// output only when it fails (nextest's default `success-output = "never"`, libtest's capture), so a passing
+    /// test prints nothing visible. On a panic the folder is also kept for a post-mortem.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- wasmhub serve log (kept in {}) ---\n{}", self.dir.path().display(), self.log_tail());
-        }
+        let panicking = std::thread::panicking();
         self.kill_hub();
         for pid in self.server_pids() {
             let _ = Command::new("kill").args(["-s", "KILL", "--", &pid.to_string()]).status();
         }
-        if std::thread::panicking() {
+        let folder = if panicking { "folder kept" } else { "folder deleted" };
+        for start in 1..=self.starts {
+            eprintln!(
+                "----- wasmhub serve log {} (last {DROP_LOG_LINES} lines; {folder}) -----\n{}\n\
+                 ----- end of wasmhub serve log {start} -----",
+                self.log_path(start).display(),
+                self.start_log_tail(start, DROP_LOG_LINES),
+            );
+        }
+        if panicking {
             let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
             let _ = kept.keep();
         }

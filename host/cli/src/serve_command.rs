@@ -1,7 +1,7 @@
-//! `wasmhub serve`: the whole hub in one process with embedded defaults: the config file (or none), the store
-//! (a SQLite file unless `hub.db` says otherwise), the built-in proxy on the public port, the local process
-//! spawner, and the hub's API behind the proxy. SIGTERM or SIGINT stop it; running servers are left running and
-//! adopted by the next start, as JupyterHub does with `cleanup_servers = False`.
+//! `wasmhub serve`: wires the whole hub in one process from the config file (or the embedded defaults): the
+//! store (a SQLite file unless `hub.db` says otherwise), the built-in proxy on the public port, the spawner, the
+//! policy host and the authenticator, then hands over to `wasmhub_hub::run`. SIGTERM or SIGINT stop it; running
+//! servers are left running and adopted by the next start, as JupyterHub does with `cleanup_servers = False`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,17 +15,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 use wasmhub_config::{AuthenticatorClass, Config, DbType, SpawnerKind};
-use wasmhub_hub::{
-    AuthSettings, Authenticator, CullerConfig, DummyAuthenticator, Hub, HubConfig, SharedPasswordAuthenticator,
-};
+use wasmhub_hub::{AuthSettings, Authenticator, DummyAuthenticator, Hub, SharedPasswordAuthenticator};
 use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
-use wasmhub_model::{PlainToken, RoleName, ServiceName, TokenKind, UserName};
 use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
 use wasmhub_proxy::server::Listeners;
 use wasmhub_proxy::{LocalService, Proxy, ProxyConfig};
 use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig, NoopSpawner, Spawner};
-use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, PostgresStore, RoleHolder, SqliteStore, Store, TokenOwner};
+use wasmhub_store::{PostgresStore, SqliteStore, Store};
+
+use crate::settings;
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -78,8 +77,7 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let public_address = proxy_listener.local_addr()?;
 
     let store = open_store(&config).await?;
-    load_services_and_roles(&config, store.as_ref()).await?;
-    load_users(&config, store.as_ref()).await?;
+    wasmhub_hub::apply_startup_state(store.as_ref(), &settings::startup_state(&config)).await?;
 
     let proxy_token = config.proxy.secret_token.clone().unwrap_or_else(random_hex);
     let hub_target = format!("http://{}", connect_address(hub_address));
@@ -93,51 +91,22 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the built-in proxy")?;
 
-    let auth = auth_settings(&config);
+    let auth = settings::auth_settings(&config);
     let policy = start_policy_host(&config, auth.clone()).await?;
     let spawner = spawner(&config, &policy).await?;
-    let mut hub_settings = hub_config(&config, hub_address, auth);
-    // KubeSpawner's initialisation (slugs, defaults) once at start, so a malformed list stops the hub here.
-    let profile_list: Vec<serde_json::Value> =
-        config.singleuser.profile_list.iter().map(|profile| profile.to_json()).collect();
-    hub_settings.profiles = wasmhub_policy::hooks::initialize_profiles(&profile_list)
-        .map_err(|error| anyhow::anyhow!("singleuser.profileList: {error}"))?;
-    hub_settings.template_paths = config.hub.config.jupyterhub.template_paths.clone();
-    let hub = Hub::new(hub_settings, store, spawner, proxy.clone())
+    let hub_settings = settings::hub_config(&config, &format!("http://{}", connect_address(hub_address)), auth)?;
+    let hub = Hub::new(hub_settings, store, spawner, Arc::new(proxy.clone()))
         .with_authenticator(authenticator(&config)?)
-        .with_policy(policy.clone());
-    let report = hub.adopt_servers().await.context("adopting servers from the previous run")?;
-    if !report.cleaned_up.is_empty() {
-        tracing::warn!(servers = ?report.cleaned_up, "servers that were gone after the restart were put at rest");
-    }
+        .with_policy(policy);
 
     let shutdown = CancellationToken::new();
     spawn_signal_watch(shutdown.clone())?;
-    let poll_interval = Duration::from_secs(config.hub.config.spawner.poll_interval.max(1));
-    let supervisor = {
-        let hub = hub.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { hub.supervise(poll_interval, shutdown.cancelled_owned()).await })
-    };
-    if config.cull.enabled {
-        let culler = CullerConfig {
-            every: Duration::from_secs(config.cull.every),
-            concurrency: config.cull.concurrency as usize,
-            cull_admin_users: config.cull.admin_users,
-            cull_users_after: config.cull.users.then(|| Duration::from_secs(config.cull.timeout)),
-        };
-        let hub = hub.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { hub.run_culler(policy, culler, shutdown.cancelled_owned()).await });
-    }
+    let run_settings = settings::run_settings(&config);
     // The proxy hands requests for the hub to the hub's router in this process rather than over loopback HTTP;
     // the listener stays for single-user servers (`hub_api_url`) and websocket upgrades. From the moment the hub
     // stops serving (signal or `POST /shutdown`) the proxy connects again, so it answers as the closed listener
     // does, and the in-flight in-process requests are waited for as the listener's graceful shutdown waits for its.
     let in_process = TaskTracker::new();
-    proxy
-        .serve_locally(&hub_target, in_process_service(&hub, in_process.clone()))
-        .context("serving the hub in process")?;
     let hub_stopping = {
         let (proxy, shutdown, requested) = (proxy.clone(), shutdown.clone(), hub.shutdown_requested());
         async move {
@@ -154,22 +123,18 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         Listeners { proxy: proxy_listener, api: api_listener, metrics: None, redirect: None },
         shutdown.clone().cancelled_owned(),
     ));
-    tracing::info!(public = %public_address, hub = %hub_address, "wasmhub is up: open http://{public_address}/");
-    wasmhub_hub::serve(hub.clone(), hub_listener, shutdown.clone().cancelled_owned())
-        .await
-        .context("serving the hub")?;
-    proxy.stop_serving_locally();
-    in_process.close();
-    in_process.wait().await;
-    // `POST /hub/api/shutdown` asks whether servers go too; a signal leaves them for the next start to adopt.
-    if let Some(request) = hub.shutdown_request()
-        && request.servers
-    {
-        let stopped = hub.stop_all_servers().await.context("stopping servers at shutdown")?;
-        tracing::info!(stopped, "servers stopped as the shutdown request asked");
-    }
-    shutdown.cancel();
-    let _ = supervisor.await;
+    let serve_in_process = |hub: &Hub| {
+        if let Err(error) = proxy.serve_locally(&hub_target, in_process_service(hub, in_process.clone())) {
+            tracing::error!(%error, "serving the hub in process; the proxy reaches it over its listener");
+        }
+        tracing::info!(public = %public_address, hub = %hub_address, "wasmhub is up: open http://{public_address}/");
+    };
+    let drain_in_process = || async {
+        proxy.stop_serving_locally();
+        in_process.close();
+        in_process.wait().await;
+    };
+    wasmhub_hub::run(hub, hub_listener, run_settings, shutdown.clone(), serve_in_process, drain_in_process).await?;
     let _ = proxy_task.await;
     Ok(())
 }
@@ -251,86 +216,6 @@ fn with_password(url: &str, password: Option<&str>) -> String {
     }
 }
 
-/// `hub.services` and `hub.loadRoles`, written at every start as JupyterHub's `init_services` and `init_roles`
-/// do. A service token from config replaces the previous one.
-async fn load_services_and_roles(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
-    for (name, service) in &config.hub.services {
-        let service_name = ServiceName::parse(name).map_err(|error| anyhow::anyhow!("hub.services.{name}: {error}"))?;
-        store.put_service(&service_name, service.admin).await?;
-        let owner = TokenOwner::Service(service_name.clone());
-        for token in store.list_api_tokens(&owner).await? {
-            if token.note == "from config" {
-                store.delete_api_token(token.id).await?;
-            }
-        }
-        if let Some(token) = &service.api_token {
-            let supplied =
-                PlainToken::parse(token).map_err(|error| anyhow::anyhow!("hub.services.{name}.apiToken: {error}"))?;
-            store
-                .create_api_token(&NewApiToken {
-                    owner,
-                    kind: TokenKind::Supplied,
-                    supplied: Some(supplied),
-                    scopes: vec!["inherit".to_owned()],
-                    note: "from config".to_owned(),
-                    expires_at: None,
-                    session_id: None,
-                    client_id: HUB_OAUTH_CLIENT.to_owned(),
-                })
-                .await
-                .with_context(|| format!("hub.services.{name}.apiToken"))?;
-        }
-    }
-    for (name, role) in &config.hub.load_roles {
-        let role_name = RoleName::parse(name).map_err(|error| anyhow::anyhow!("hub.loadRoles.{name}: {error}"))?;
-        store.put_role(&role_name, &role.description, &role.scopes).await?;
-        for user in &role.users {
-            let user = ensure_user(store, user, false).await?;
-            store.assign_role(&role_name, &RoleHolder::User(user)).await?;
-        }
-        for service in &role.services {
-            let service = ServiceName::parse(service)?;
-            store.assign_role(&role_name, &RoleHolder::Service(service)).await?;
-        }
-        for group in &role.groups {
-            let group = wasmhub_model::GroupName::parse(group)?;
-            if store.get_group(&group).await.is_err() {
-                store.create_group(&group).await?;
-            }
-            store.assign_role(&role_name, &RoleHolder::Group(group)).await?;
-        }
-    }
-    Ok(())
-}
-
-/// JupyterHub's `init_users`: `admin_users` exist and are admin, `allowed_users` exist.
-async fn load_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
-    let rules = config.auth_rules();
-    for name in &rules.admin_users {
-        ensure_user(store, name, true).await?;
-    }
-    for name in &rules.allowed_users {
-        ensure_user(store, name, false).await?;
-    }
-    Ok(())
-}
-
-async fn ensure_user(store: &dyn Store, name: &str, admin: bool) -> anyhow::Result<UserName> {
-    let user = UserName::parse(name).map_err(|error| anyhow::anyhow!("user `{name}`: {error}"))?;
-    match store.get_user(&user).await {
-        Ok(existing) if admin && !existing.admin => {
-            let change = wasmhub_store::UserChange { name: None, admin: Some(true) };
-            store.update_user(&user, &change).await?;
-        }
-        Ok(_) => {}
-        Err(wasmhub_store::StoreError::NotFound { .. }) => {
-            store.create_user(&user, admin).await?;
-        }
-        Err(error) => return Err(error.into()),
-    }
-    Ok(user)
-}
-
 /// `wasmhub.spawner`: the local process spawner, the Kubernetes spawner, or the no-op spawner that benchmarks use.
 async fn spawner(config: &Config, policy: &Arc<PolicyHost>) -> anyhow::Result<Arc<dyn Spawner>> {
     Ok(match config.wasmhub.spawner {
@@ -345,10 +230,11 @@ async fn spawner(config: &Config, policy: &Arc<PolicyHost>) -> anyhow::Result<Ar
             let (client, default_namespace) = KubeSpawner::client(kubernetes.kubeconfig.as_deref())
                 .await
                 .context("wasmhub.kubernetes.kubeconfig: cannot reach the cluster")?;
-            let settings = KubeSpawnerConfig::from_config(config, &default_namespace)
+            let settings: KubeSpawnerConfig = crate::kube_settings::kube_spawner_config(config, &default_namespace)
                 .context("the Kubernetes spawner's settings (singleuser, hub.config.KubeSpawner)")?;
             tracing::info!(namespace = %settings.namespace, "spawning servers as Kubernetes pods");
-            Arc::new(KubeSpawner::new(client, settings, policy.clone()).await)
+            let pods = Arc::new(wasmhub_hub::PolicyPods::new(policy.clone()));
+            Arc::new(KubeSpawner::new(client, settings, pods).await)
         }
     })
 }
@@ -375,13 +261,7 @@ fn local_spawner_config(config: &Config) -> anyhow::Result<LocalSpawnerConfig> {
     }
     std::fs::create_dir_all(&local.log_dir)
         .with_context(|| format!("wasmhub.local.logDir: cannot create {}", local.log_dir.display()))?;
-    let mut args = spawner.args.clone();
-    // jupyter_server refuses to run as root without this flag; a hub started as root (a container, a test
-    // machine) would otherwise see every server exit at start.
-    if nix::unistd::geteuid().is_root() && !args.iter().chain(cmd.iter()).any(|arg| arg == "--allow-root") {
-        tracing::warn!("running as root: single-user servers are started with --allow-root");
-        args.push("--allow-root".to_owned());
-    }
+    let args = spawner.args.clone();
     Ok(LocalSpawnerConfig {
         cmd,
         args,
@@ -390,22 +270,6 @@ fn local_spawner_config(config: &Config) -> anyhow::Result<LocalSpawnerConfig> {
         term_timeout: Duration::from_secs(local.stop_timeout),
         ..LocalSpawnerConfig::default()
     })
-}
-
-/// `Authenticator` and the chosen class's section as the login rules the auth hook applies natively.
-fn auth_settings(config: &Config) -> AuthSettings {
-    let rules = config.auth_rules();
-    let authenticator = &config.hub.config.authenticator;
-    AuthSettings {
-        username_map: authenticator.username_map.clone(),
-        username_pattern: authenticator.username_pattern.clone(),
-        allow_all: rules.allow_all,
-        allowed_users: rules.allowed_users.clone(),
-        blocked_users: rules.blocked_users.clone(),
-        admin_users: rules.admin_users.clone(),
-        manage_groups: authenticator.manage_groups,
-        ..AuthSettings::default()
-    }
 }
 
 fn authenticator(config: &Config) -> anyhow::Result<Arc<dyn Authenticator>> {
@@ -459,43 +323,6 @@ async fn start_policy_host(config: &Config, auth: AuthSettings) -> anyhow::Resul
         }
     }
     Ok(Arc::new(host))
-}
-
-fn hub_config(config: &Config, hub_address: SocketAddr, auth: AuthSettings) -> HubConfig {
-    let spawner = &config.hub.config.spawner;
-    let mut base_url = config.hub.base_url.clone();
-    if !base_url.starts_with('/') {
-        base_url.insert(0, '/');
-    }
-    if !base_url.ends_with('/') {
-        base_url.push('/');
-    }
-    let mut environment = config.singleuser.extra_env.clone();
-    environment.extend(spawner.environment.clone());
-    let hub_api_url = format!("http://{}{base_url}hub/api", connect_address(hub_address));
-    HubConfig {
-        base_url,
-        hub_api_url,
-        allow_named_servers: config.hub.allow_named_servers,
-        start_timeout: Duration::from_secs(spawner.start_timeout.unwrap_or(config.singleuser.start_timeout)),
-        http_timeout: Duration::from_secs(spawner.http_timeout),
-        concurrent_spawn_limit: config.hub.concurrent_spawn_limit.max(1) as usize,
-        default_url: spawner.default_url.clone().or_else(|| config.singleuser.default_url.clone()),
-        notebook_dir: spawner.notebook_dir.clone(),
-        environment,
-        spawner_class: match config.wasmhub.spawner {
-            SpawnerKind::Noop => "wasmhub.NoopSpawner".to_owned(),
-            SpawnerKind::Kubernetes => "kubespawner.KubeSpawner".to_owned(),
-            SpawnerKind::Local => "wasmhub.LocalProcessSpawner".to_owned(),
-        },
-        authenticator_class: format!("{:?}", config.hub.config.jupyterhub.authenticator_class),
-        allow_existing_users: config.auth_rules().allow_existing_users,
-        auth,
-        shutdown_on_logout: config.hub.config.jupyterhub.shutdown_on_logout,
-        cookie_max_age: Duration::try_from_secs_f64(config.hub.config.jupyterhub.cookie_max_age_days * 86_400.0)
-            .unwrap_or(HubConfig::default().cookie_max_age),
-        ..HubConfig::default()
-    }
 }
 
 fn spawn_signal_watch(shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -6,13 +6,11 @@
 //! what it says, at most `concurrency` at a time. A failing cull policy falls back to the built-in idle rule
 //! inside the policy host, so an error never culls anything the idle rule would keep.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
 use wasmhub_model::SpawnState;
-use wasmhub_policy::PolicyHost;
 use wasmhub_policy::hooks::{CullAction, CullServer, User as PolicyUser};
 use wasmhub_store::{Server, StoreError, UserQuery, UserState};
 
@@ -40,12 +38,7 @@ pub struct CullSweep {
 
 impl Hub {
     /// Sweeps every `config.every` until `shutdown` resolves.
-    pub async fn run_culler(
-        &self,
-        policy: Arc<PolicyHost>,
-        config: CullerConfig,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    pub async fn run_culler(&self, config: CullerConfig, shutdown: impl std::future::Future<Output = ()>) {
         let mut ticker = tokio::time::interval(config.every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -55,7 +48,7 @@ impl Hub {
                 _ = &mut shutdown => return,
                 _ = ticker.tick() => {}
             }
-            match self.cull_once(policy.clone(), &config).await {
+            match self.cull_once(&config).await {
                 Ok(sweep) if !sweep.stopped.is_empty() || !sweep.users_deleted.is_empty() => {
                     tracing::info!(
                         stopped = ?sweep.stopped,
@@ -71,7 +64,7 @@ impl Hub {
     }
 
     /// One sweep: decide for every active server, then stop what the hook says to stop.
-    pub async fn cull_once(&self, policy: Arc<PolicyHost>, config: &CullerConfig) -> Result<CullSweep, StoreError> {
+    pub async fn cull_once(&self, config: &CullerConfig) -> Result<CullSweep, StoreError> {
         let now = Utc::now();
         let mut candidates: Vec<(Server, CullServer)> = Vec::new();
         for server in self.store().list_servers(None).await? {
@@ -106,9 +99,8 @@ impl Hub {
             candidates.push((server, hook_server));
         }
         let batch: Vec<CullServer> = candidates.iter().map(|(_, hook_server)| hook_server.clone()).collect();
-        // The hook may run a WebAssembly component: keep it off the async workers.
-        // A failed task (a panic in the host) decides nothing, so nothing is culled.
-        let decisions = tokio::task::spawn_blocking(move || policy.decide_cull(&batch)).await.unwrap_or_default();
+        // A failed call (a panic in the host) decides nothing, so nothing is culled.
+        let decisions = self.policies().decide_cull(batch).await;
         let mut sweep = CullSweep::default();
         let mut to_stop = Vec::new();
         for ((server, _), decision) in candidates.into_iter().zip(decisions) {
@@ -131,7 +123,7 @@ impl Hub {
                     } else {
                         format!("{}:{}", server.user, server.name.as_str())
                     };
-                    match crate::servers::stop_for_culler(&hub, server, remove).await {
+                    match crate::spawns::stop_if_running(&hub, server, remove).await {
                         Ok(()) => Some((name, reason)),
                         Err(error) => {
                             tracing::warn!(server = %name, %error, "culling a server");
@@ -201,6 +193,8 @@ mod tests {
     use wasmhub_policy::{PolicyHost, PolicyHostConfig};
     use wasmhub_store::Store;
 
+    use std::sync::Arc;
+
     use super::*;
     use crate::tests::{call, test_hub};
 
@@ -238,7 +232,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         // carol was just active: she stays; `admin` is an admin: kept without `cull.adminUsers`.
         hub.store.record_user_activity(&UserName::parse("carol").unwrap(), Utc::now()).await.unwrap();
-        let sweep = hub.hub.cull_once(policy, &config).await.unwrap();
+        let culling =
+            Hub::new(hub.hub.config().clone(), hub.store.clone(), hub.hub.spawner_arc(), Arc::new(hub.proxy.clone()))
+                .with_policy(policy);
+        let sweep = culling.cull_once(&config).await.unwrap();
         assert_eq!(sweep.stopped.len(), 1, "{sweep:?}");
         assert_eq!(sweep.stopped[0].0, "alice");
         assert_eq!(sweep.users_deleted, ["alice", "bob"]);

@@ -1,36 +1,29 @@
-//! The hub: JupyterHub 5.x's REST API at `/hub/api`, over the [`Store`], a [`Spawner`] and the proxy's route table.
+//! The hub: JupyterHub 5.x's REST API at `/hub/api`, its pages and login, over the [`Store`], a [`Spawner`], the
+//! proxy's [`Routes`] and the policy host.
+//!
+//! The rooms: `access/` (who is calling and what they may do), `api/` (the REST resources), `pages/` (what a
+//! browser sees), `login/` and `oauth/` (how a browser and a single-user server log in), `spawns/` (the one way a
+//! server starts or stops, and adoption), `policy/` (the policy host behind async calls), `culler.rs`,
+//! `metrics.rs`, `openapi.rs` (the table of operations) and `urls.rs`. No room imports a room that imports it.
 //!
 //! [`router`] builds the whole axum app from a [`Hub`], so tests drive it with `tower::ServiceExt::oneshot`;
 //! [`serve`] runs it on a listener the caller bound, until the shutdown future resolves. JupyterHub's JSON exists
-//! only in this crate: handlers turn store records into JupyterHub's models by hand (`models.rs`).
+//! only in this crate: handlers turn store records into JupyterHub's models by hand (`api/models.rs`).
 
-mod auth;
-mod authenticator;
-mod browser;
-mod caller_cache;
+mod access;
+mod api;
 mod culler;
 mod error;
-mod groups;
-mod identity;
 mod login;
 mod metrics;
-mod models;
 mod oauth;
 mod openapi;
 mod pages;
-mod profiles;
-mod progress;
-mod proxy_api;
-mod query;
-mod scopes;
-mod servers;
-mod services;
-mod session;
-mod shutdown;
-mod supervision;
-mod templates;
-mod tokens;
-mod users;
+mod policy;
+mod run;
+mod spawns;
+mod startup;
+mod urls;
 
 #[cfg(test)]
 mod tests;
@@ -41,25 +34,29 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use wasmhub_proxy::Proxy;
+use axum::routing::get;
+use wasmhub_policy::{PolicyHost, PolicyHostConfig};
+use wasmhub_proxy::Routes;
 use wasmhub_spawner::Spawner;
 use wasmhub_store::Store;
 
-use crate::auth::Caller;
 use crate::error::{ApiError, error_response};
 
-pub use authenticator::{
+pub use api::shutdown::ShutdownRequest;
+pub use culler::{CullSweep, CullerConfig};
+pub use login::authenticator::{
     Authenticator, AuthenticatorConfigError, DummyAuthenticator, LoginForm, SharedPasswordAuthenticator,
     VerifiedIdentity,
 };
-pub use culler::{CullSweep, CullerConfig};
-pub use shutdown::ShutdownRequest;
-pub use supervision::AdoptionReport;
+pub use policy::{Policies, PolicyPods};
+pub use run::{RunError, RunSettings, run};
+pub use spawns::AdoptionReport;
+pub use startup::apply as apply_startup_state;
+pub use startup::{RoleSpec, ServiceSpec, StartupError, StartupState};
 pub use wasmhub_policy::native::AuthSettings;
 
 /// The version the API reports. It must be PEP 440 and of JupyterHub's major version, or single-user servers
@@ -121,6 +118,20 @@ pub struct HubConfig {
     pub shutdown_on_logout: bool,
 }
 
+impl HubConfig {
+    /// `JupyterHub.base_url` as the hub uses it: with a leading and a trailing slash.
+    pub fn normalised_base_url(raw: &str) -> String {
+        let mut base_url = raw.to_owned();
+        if !base_url.starts_with('/') {
+            base_url.insert(0, '/');
+        }
+        if !base_url.ends_with('/') {
+            base_url.push('/');
+        }
+        base_url
+    }
+}
+
 impl Default for HubConfig {
     fn default() -> HubConfig {
         HubConfig {
@@ -157,25 +168,26 @@ struct Inner {
     config: HubConfig,
     store: Arc<dyn Store>,
     spawner: Arc<dyn Spawner>,
-    proxy: Proxy,
+    /// The proxy's route table, in this process or behind a proxy's REST API.
+    routes: Arc<dyn Routes>,
     /// The readiness probe's client; it never follows redirects, as JupyterHub's probe does not.
     probe: reqwest::Client,
     /// One permit per spawn in progress (`concurrent_spawn_limit`).
     spawn_slots: tokio::sync::Semaphore,
     /// Checks the login form; the default (a shared password with no password set) lets nobody in.
     authenticator: Arc<dyn Authenticator>,
-    /// The policy host whose auth hook decides logins; `None` decides with `HubConfig::auth` natively.
-    policy: Option<Arc<wasmhub_policy::PolicyHost>>,
+    /// The hooks' decisions: a policy file's, or the built-in rule in the hook's default slot.
+    policies: Policies,
     /// Events of each server's latest spawn, for the progress streams.
-    progress: progress::Progress,
+    progress: spawns::progress::Progress,
     /// Cancelled once a shutdown is requested (`POST /shutdown`).
-    shutdown: shutdown::ShutdownSignal,
+    shutdown: api::shutdown::ShutdownSignal,
     /// What `/hub/metrics` reports.
     metrics: metrics::HubMetrics,
     /// Page templates and static assets.
-    templates: templates::Templates,
+    templates: pages::templates::Templates,
     /// API-token callers already resolved (`caller_cache.rs`).
-    caller_cache: caller_cache::CallerCache,
+    caller_cache: access::caller_cache::CallerCache,
 }
 
 /// The hub's shared state. Cheap to clone.
@@ -185,7 +197,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(config: HubConfig, store: Arc<dyn Store>, spawner: Arc<dyn Spawner>, proxy: Proxy) -> Hub {
+    /// A hub whose hooks decide with the built-in rules (logins with `HubConfig::auth`) until
+    /// [`Hub::with_policy`] gives it the site's policy host.
+    ///
+    /// # Panics
+    /// If the policy engine cannot start (no threads or no address space left): nothing could be decided.
+    pub fn new(config: HubConfig, store: Arc<dyn Store>, spawner: Arc<dyn Spawner>, routes: Arc<dyn Routes>) -> Hub {
         let probe = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(5))
@@ -193,22 +210,28 @@ impl Hub {
             .unwrap_or_default();
         let spawn_slots = tokio::sync::Semaphore::new(config.concurrent_spawn_limit.max(1));
         let authenticator = Arc::new(SharedPasswordAuthenticator::no_passwords());
-        let templates = templates::Templates::new(&config.template_paths, &format!("{}hub/static/", config.base_url));
+        let templates =
+            pages::templates::Templates::new(&config.template_paths, &format!("{}hub/static/", config.base_url));
+        let built_in = PolicyHostConfig {
+            defaults: wasmhub_policy::native::NativeDefaults { auth: config.auth.clone(), ..Default::default() },
+            ..PolicyHostConfig::default()
+        };
+        let policies = Policies::new(Arc::new(PolicyHost::start(built_in).expect("the policy engine starts")));
         Hub {
             inner: Arc::new(Inner {
                 config,
                 store,
                 spawner,
-                proxy,
+                routes,
                 probe,
                 spawn_slots,
                 authenticator,
-                policy: None,
-                progress: progress::Progress::default(),
-                shutdown: shutdown::ShutdownSignal::default(),
+                policies,
+                progress: spawns::progress::Progress::default(),
+                shutdown: api::shutdown::ShutdownSignal::default(),
                 metrics: metrics::HubMetrics::default(),
                 templates,
-                caller_cache: caller_cache::CallerCache::new(),
+                caller_cache: access::caller_cache::CallerCache::new(),
             }),
         }
     }
@@ -222,13 +245,13 @@ impl Hub {
         self
     }
 
-    /// Decides logins with the policy host's auth hook (its native defaults or a policy file) instead of
-    /// `HubConfig::auth`.
+    /// Decides every hook with `policy` (its policy files, or its native defaults) instead of the built-in rules
+    /// of [`Hub::new`].
     ///
     /// # Panics
     /// If the hub was already cloned: call it right after [`Hub::new`].
-    pub fn with_policy(mut self, policy: Arc<wasmhub_policy::PolicyHost>) -> Hub {
-        self.inner_mut().policy = Some(policy);
+    pub fn with_policy(mut self, policy: Arc<PolicyHost>) -> Hub {
+        self.inner_mut().policies = Policies::new(policy);
         self
     }
 
@@ -236,7 +259,7 @@ impl Hub {
         Arc::get_mut(&mut self.inner).expect("Hub::with_* must be called before the hub is cloned")
     }
 
-    pub(crate) fn caller_cache(&self) -> &caller_cache::CallerCache {
+    pub(crate) fn caller_cache(&self) -> &access::caller_cache::CallerCache {
         &self.inner.caller_cache
     }
 
@@ -244,8 +267,9 @@ impl Hub {
         self.inner.authenticator.as_ref()
     }
 
-    pub(crate) fn policy(&self) -> Option<&Arc<wasmhub_policy::PolicyHost>> {
-        self.inner.policy.as_ref()
+    /// The hooks' decisions, as async calls.
+    pub fn policies(&self) -> &Policies {
+        &self.inner.policies
     }
 
     pub(crate) fn config(&self) -> &HubConfig {
@@ -265,8 +289,8 @@ impl Hub {
         self.inner.spawner.clone()
     }
 
-    pub(crate) fn proxy(&self) -> &Proxy {
-        &self.inner.proxy
+    pub(crate) fn routes(&self) -> &dyn Routes {
+        self.inner.routes.as_ref()
     }
 
     pub(crate) fn probe_client(&self) -> &reqwest::Client {
@@ -277,55 +301,26 @@ impl Hub {
         &self.inner.spawn_slots
     }
 
-    pub(crate) fn templates(&self) -> &templates::Templates {
+    pub(crate) fn templates(&self) -> &pages::templates::Templates {
         &self.inner.templates
     }
 }
 
-/// The hub's HTTP app: `/hub/api/...` and `/hub/health`.
+/// The hub's HTTP app: `/hub/api/...`, the pages, `/hub/health` and `/hub/metrics`.
 pub fn router(hub: Hub) -> Router {
-    let api = Router::new()
-        .route("/", get(version))
-        .route("/info", get(info))
-        .route("/health", get(health))
-        .route("/users", get(users::list_users).post(users::create_users))
-        .route("/user", get(identity::get_self))
-        .route("/oauth2/authorize", get(oauth::authorize).post(oauth::authorize_confirmed))
-        .route("/oauth2/token", post(oauth::token))
-        .route(
-            "/users/{name}",
-            get(users::get_user).post(users::create_user).patch(users::patch_user).delete(users::delete_user),
-        )
-        .route("/users/{name}/activity", post(users::post_activity))
-        .route("/users/{name}/tokens", get(tokens::list_tokens).post(tokens::create_token))
-        .route("/users/{name}/tokens/{token_id}", get(tokens::get_token).delete(tokens::delete_token))
-        .route("/users/{name}/server", post(servers::start_default).delete(servers::stop_default))
-        .route("/users/{name}/servers/{server_name}", post(servers::start_named).delete(servers::stop_named))
-        .route("/users/{name}/server/progress", get(progress::default_progress))
-        .route("/users/{name}/servers/{server_name}/progress", get(progress::named_progress))
-        .route("/groups", get(groups::list_groups).post(groups::create_groups))
-        .route("/groups/{name}", get(groups::get_group).post(groups::create_group_named).delete(groups::delete_group))
-        .route("/groups/{name}/users", post(groups::add_group_users).delete(groups::remove_group_users))
-        .route("/groups/{name}/properties", axum::routing::put(groups::put_group_properties))
-        .route("/services", get(services::list_services))
-        .route("/services/{name}", get(services::get_service))
-        .route("/proxy", get(proxy_api::get_routes).post(proxy_api::post_routes).patch(proxy_api::patch_proxy))
-        .route("/shutdown", post(shutdown::shutdown))
-        .route("/metrics", get(metrics::metrics))
-        .route("/_wasmhub/openapi.json", get(openapi::serve_document))
-        .fallback(not_found);
     Router::new()
         // Nesting serves `/hub/api`; single-user servers probe it and the culler probes `/hub/api/`.
-        .route("/hub/api/", get(version))
-        .route("/hub/health", get(health))
+        .route("/hub/api/", get(api::version))
+        .route("/hub/health", get(api::health))
         .route("/hub/metrics", get(metrics::metrics))
-        .nest("/hub/api", api)
-        .merge(browser::routes())
-        .route("/hub/static/{*file}", get(templates::serve_static))
+        .nest("/hub/api", api::routes())
+        .merge(login::routes())
+        .merge(pages::routes())
+        .route("/hub/static/{*file}", get(pages::templates::serve_static))
         .fallback(outside_hub)
         // Last, so it covers every route: tells the request metrics (and the OpenAPI test) which route answered.
         .route_layer(middleware::from_fn(metrics::tag_route))
-        .layer(middleware::from_fn_with_state(hub.clone(), pages::render_error_pages))
+        .layer(middleware::from_fn_with_state(hub.clone(), pages::render::render_error_pages))
         .layer(middleware::from_fn(jupyterhub_headers))
         .layer(middleware::from_fn_with_state(hub.clone(), metrics::record_requests))
         .with_state(hub)
@@ -347,34 +342,6 @@ pub async fn serve(
         }
     };
     axum::serve(listener, router(hub)).with_graceful_shutdown(either).await
-}
-
-async fn version() -> Response {
-    let mut response = axum::Json(serde_json::json!({ "version": JUPYTERHUB_VERSION })).into_response();
-    response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    response
-}
-
-async fn info(State(hub): State<Hub>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require_global(&["read:hub"])?;
-    let config = hub.config();
-    let crate_version = env!("CARGO_PKG_VERSION");
-    Ok(axum::Json(serde_json::json!({
-        "version": JUPYTERHUB_VERSION,
-        "python": format!("wasmhub {crate_version}"),
-        "sys_executable": std::env::current_exe().map(|path| path.display().to_string()).unwrap_or_default(),
-        "spawner": { "class": config.spawner_class, "version": crate_version },
-        "authenticator": { "class": config.authenticator_class, "version": crate_version },
-    }))
-    .into_response())
-}
-
-async fn health() -> Response {
-    empty(StatusCode::OK)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found()
 }
 
 /// JupyterHub's `PrefixRedirectHandler`: a request outside `/hub/` reached the hub because the proxy has no route

@@ -24,7 +24,7 @@ use wasmhub_model::SpawnState;
 use wasmhub_store::{PageRequest, UserQuery};
 
 use crate::Hub;
-use crate::auth::Caller;
+use crate::access::caller::Caller;
 use crate::error::ApiError;
 
 /// What JupyterHub's `prometheus_client` answers with.
@@ -344,6 +344,8 @@ async fn refresh_counts(hub: &Hub) -> Result<(), ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use axum::http::Method;
 
     use crate::tests::{call, test_hub, user_with_token};
@@ -399,7 +401,7 @@ mod tests {
 
         // With `authenticate_prometheus` off, anyone may scrape.
         let open = HubConfig { authenticate_prometheus: false, ..hub.hub.config().clone() };
-        let app = router(Hub::new(open, hub.store.clone(), hub.hub.spawner_arc(), hub.proxy.clone()));
+        let app = router(Hub::new(open, hub.store.clone(), hub.hub.spawner_arc(), Arc::new(hub.proxy.clone())));
         assert_eq!(call(&app, Method::GET, "/hub/metrics", None, None).await.status, 200);
     }
 }

@@ -1,12 +1,14 @@
 //! Tests of the hub API through `router(...).oneshot(...)` on a temporary SQLite store, with the local process
 //! spawner running a tiny Python HTTP server in place of `jupyterhub-singleuser`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use cookie::Cookie;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -23,6 +25,65 @@ import http.server, os, urllib.parse
 url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
 http.server.HTTPServer((url.hostname, url.port), http.server.SimpleHTTPRequestHandler).serve_forever()
 "#;
+
+/// A browser: keeps the cookies the hub sets and sends them back.
+#[derive(Default, Clone)]
+pub(crate) struct Browser {
+    pub(crate) cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub(crate) async fn request(
+        &mut self,
+        app: &Router,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let cookie_header =
+            self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ");
+        let mut headers: Vec<(&str, &str)> = vec![("host", "hub.example.org")];
+        if !cookie_header.is_empty() {
+            headers.push(("cookie", &cookie_header));
+        }
+        headers.extend_from_slice(extra);
+        let answer = call_with(app, method, uri, None, body, &headers).await;
+        for value in answer.headers.get_all(header::SET_COOKIE) {
+            let cookie = Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
+            if cookie.max_age().is_some_and(|age| age.is_zero()) {
+                self.cookies.remove(cookie.name());
+            } else {
+                self.cookies.insert(cookie.name().to_owned(), cookie.value().to_owned());
+            }
+        }
+        answer
+    }
+
+    pub(crate) async fn get(&mut self, app: &Router, uri: &str) -> Answer {
+        self.request(app, Method::GET, uri, None, &[]).await
+    }
+
+    pub(crate) fn xsrf(&self) -> String {
+        self.cookies.get("_xsrf").cloned().unwrap_or_default()
+    }
+
+    /// Opens the login form and posts it.
+    pub(crate) async fn log_in(&mut self, app: &Router, username: &str, password: &str, next: &str) -> Answer {
+        let form = self.get(app, "/hub/login").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.text);
+        let body =
+            serde_urlencoded::to_string([("username", username), ("password", password), ("_xsrf", &self.xsrf())])
+                .unwrap();
+        let uri = format!("/hub/login?next={}", crate::pages::redirects::encode_query_value(next));
+        self.request(app, Method::POST, &uri, Some(&body), &[("content-type", "application/x-www-form-urlencoded")])
+            .await
+    }
+}
+
+pub(crate) fn location(answer: &Answer) -> &str {
+    answer.headers.get(header::LOCATION).map(|value| value.to_str().unwrap()).unwrap_or_default()
+}
 
 pub(crate) struct TestHub {
     pub(crate) app: Router,
@@ -44,7 +105,7 @@ pub(crate) async fn test_hub() -> TestHub {
     });
     let proxy = Proxy::new(ProxyConfig::default()).await.unwrap();
     let config = HubConfig { allow_named_servers: true, ..HubConfig::default() };
-    let hub = Hub::new(config, store.clone(), Arc::new(spawner), proxy.clone());
+    let hub = Hub::new(config, store.clone(), Arc::new(spawner), Arc::new(proxy.clone()));
     let admin_token = user_with_token(store.as_ref(), "admin", true, &["inherit"]).await;
     TestHub { app: router(hub.clone()), store, proxy, hub, admin_token, _dir: dir }
 }
@@ -388,7 +449,7 @@ async fn activity_moves_last_activity_forward_only() {
     let answer = call(&hub.app, Method::POST, "/hub/api/users/alice/activity", Some(&alice), Some(&older)).await;
     assert_eq!(answer.status, StatusCode::OK);
     let server = hub.store.get_server(&user, &ServerName::default_server()).await.unwrap();
-    assert_eq!(crate::models::isoformat(&server.last_activity.unwrap()), "2026-01-02T03:04:05.123456Z");
+    assert_eq!(crate::api::models::isoformat(&server.last_activity.unwrap()), "2026-01-02T03:04:05.123456Z");
     // The request itself also counts as activity of a user token, which is newer still.
     let stored = hub.store.get_user(&user).await.unwrap();
     assert!(stored.last_activity.unwrap() > server.last_activity.unwrap());
@@ -478,7 +539,7 @@ async fn a_server_that_never_answers_fails_without_a_route() {
         term_timeout: Duration::from_millis(200),
         ..LocalSpawnerConfig::default()
     });
-    let deaf = Hub::new(quick, hub.store.clone(), Arc::new(spawner), hub.proxy.clone());
+    let deaf = Hub::new(quick, hub.store.clone(), Arc::new(spawner), Arc::new(hub.proxy.clone()));
     let app = router(deaf);
     let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
     let answer = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&alice), None).await;
@@ -509,7 +570,7 @@ async fn serve_answers_on_a_bound_listener_and_stops_on_shutdown() {
 async fn a_slow_spawn_answers_202_and_a_second_request_202_too() {
     let hub = test_hub().await;
     let impatient = HubConfig { slow_spawn_timeout: Duration::from_millis(1), ..hub.hub.config().clone() };
-    let app = router(Hub::new(impatient, hub.store.clone(), hub.hub.spawner_arc(), hub.proxy.clone()));
+    let app = router(Hub::new(impatient, hub.store.clone(), hub.hub.spawner_arc(), Arc::new(hub.proxy.clone())));
     let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
     let first = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&alice), None).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
@@ -563,7 +624,7 @@ async fn a_restarted_hub_adopts_live_servers_and_cleans_up_dead_ones() {
         term_timeout: Duration::from_millis(500),
         ..LocalSpawnerConfig::default()
     });
-    let restarted = Hub::new(hub.hub.config().clone(), hub.store.clone(), Arc::new(spawner), proxy.clone());
+    let restarted = Hub::new(hub.hub.config().clone(), hub.store.clone(), Arc::new(spawner), Arc::new(proxy.clone()));
     let report = restarted.adopt_servers().await.unwrap();
     assert_eq!(report.adopted, vec!["alice".to_owned()]);
     assert_eq!(report.cleaned_up, vec!["bob".to_owned()]);
@@ -596,7 +657,7 @@ async fn a_restarted_hub_adopts_live_servers_and_cleans_up_dead_ones() {
 async fn spawns_beyond_the_limit_queue_and_all_succeed() {
     let hub = test_hub().await;
     let limited = HubConfig { concurrent_spawn_limit: 1, ..hub.hub.config().clone() };
-    let app = router(Hub::new(limited, hub.store.clone(), hub.hub.spawner_arc(), hub.proxy.clone()));
+    let app = router(Hub::new(limited, hub.store.clone(), hub.hub.spawner_arc(), Arc::new(hub.proxy.clone())));
     let mut tokens = Vec::new();
     for name in ["u1", "u2", "u3"] {
         tokens.push((name, user_with_token(&hub.store, name, false, &["inherit"]).await));

@@ -3,24 +3,35 @@
 //!
 //! - names come from the `safe` slug scheme, are decided in [`Spawner::prepare`] and stored before anything is
 //!   created, so a template change or an upgrade never orphans a claim (`names.rs`);
-//! - profiles are resolved by the profile policy and applied in KubeSpawner's order with its merge rules, and the
-//!   result is decoded with unknown keys refused (`settings.rs`); the pod policy patches the final Pod;
-//! - one shared pod watch with bookmarks answers `poll` and readiness, relisting only after a 410 (`pods.rs`);
-//! - progress comes from a field-selected watch of this pod's events only, and image pull errors, unschedulable
-//!   pods and crash loops end the spawn within seconds with a readable message (`spawner.rs`);
+//! - the traits are KubeSpawner's, merged with its rules, and decoded with unknown keys refused (`settings.rs`);
+//!   the caller translates its configuration into them, and the hub resolves the profile once per spawn and
+//!   passes its override in the [`SpawnRequest`], which the spawner applies without deciding anything again;
+//! - the pods hook ([`PodMutation`]) turns the built pod into the one created, once per spawn (`pod_mutation.rs`);
+//! - one shared pod watch with bookmarks answers `poll` and readiness, relisting only after a 410 (`pods.rs`), and
+//!   image pull errors, unschedulable pods and crash loops end the spawn within seconds with a readable message
+//!   (`pod_status.rs`);
+//! - progress comes from a field-selected watch of this pod's events only (`progress.rs`);
 //! - after a hub restart pods are found by their labels and annotations, a pod whose spawn was interrupted is
-//!   adopted rather than recreated, and pods no server owns can be collected.
+//!   adopted rather than recreated, and pods no server owns can be collected (`spawner.rs`).
 //!
 //! [`Spawner::prepare`]: wasmhub_spawner::Spawner::prepare
+//! [`SpawnRequest`]: wasmhub_spawner::SpawnRequest
 
+mod api;
 mod names;
 mod objects;
+mod pod_mutation;
+mod pod_status;
 mod pods;
+mod progress;
 mod settings;
 mod spawner;
 
-pub use settings::base_traits;
-pub use spawner::{KubeSpawner, KubeSpawnerConfig};
+/// The type [`PodMutation`] returns, so its implementors need not depend on `k8s-openapi` themselves.
+pub use k8s_openapi::api::core::v1::Pod;
+pub use pod_mutation::{PodMutation, PodSpawn, UnmodifiedPods};
+pub use settings::{KubeSpawnerConfig, apply_override, kubespawner_defaults};
+pub use spawner::KubeSpawner;
 
 /// Why the Kubernetes spawner could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +42,6 @@ pub enum KubeError {
     NoConfig(String),
     #[error("cannot make a Kubernetes client: {0}")]
     Client(#[from] kube::Error),
-    #[error("singleuser.profileList: {0}")]
-    Profiles(String),
     #[error("the spawner settings are invalid: {0}")]
     Settings(String),
 }

@@ -1,16 +1,55 @@
-//! KubeSpawner's traits as one JSON object keyed by trait name, built from `singleuser.*` the way z2jh's
-//! `jupyterhub_config.py` maps it, then overridden in KubeSpawner's order: `hub.config.KubeSpawner`, the profile's
-//! `kubespawner_override`, each option's chosen override. The merge is KubeSpawner's `_apply_overrides`: a mapping
-//! over a mapping merges deeply (a null removes the key), anything else, lists included, replaces.
+//! The spawner's settings: KubeSpawner's traits as one JSON object keyed by trait name, and what else the spawner
+//! needs ([`KubeSpawnerConfig`]). The traits are built in KubeSpawner's order: its defaults
+//! ([`kubespawner_defaults`]), what the configuration maps onto them (`singleuser.*` and `hub.config.KubeSpawner`,
+//! translated by the caller, so this crate does not know the configuration file), then per spawn the override of
+//! the profile the hub resolved. Every step merges with KubeSpawner's `_apply_overrides` ([`apply_override`]): a
+//! mapping over a mapping merges deeply (a null removes the key), anything else, lists included, replaces.
 //!
 //! Keeping the traits as JSON until the end makes that merge exactly KubeSpawner's; the result is then decoded
 //! into [`Traits`] with unknown keys refused, so a key outside the closed set can never be silently ignored.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use wasmhub_config::{Config, MatchNodePurpose, StorageType};
+
+use crate::KubeError;
+
+/// How the spawner is set up.
+#[derive(Debug, Clone)]
+pub struct KubeSpawnerConfig {
+    /// Where pods and claims go.
+    pub namespace: String,
+    /// KubeSpawner's traits before profiles: [`kubespawner_defaults`] with the configuration applied over them.
+    pub traits: Map<String, Value>,
+    /// Written on every pod and claim, so several hubs can share a namespace and each collects only its own.
+    pub hub_instance: String,
+    /// The hub's URL as pods reach it (z2jh: `http://hub:8081`); replaces the host of `JUPYTERHUB_API_URL` and
+    /// `JUPYTERHUB_ACTIVITY_URL`. `None` keeps the hub's own URL (a hub on the same network as its pods).
+    pub hub_connect_url: Option<String>,
+    /// `gracePeriodSeconds` of a stop (KubeSpawner's `delete_grace_period`).
+    pub delete_grace_period: i64,
+    /// How long a pod may stay unschedulable before the spawn fails; zero fails at once (a cluster autoscaler
+    /// needs minutes).
+    pub unschedulable_timeout: Duration,
+    /// How long `stop` waits for the pod to be gone.
+    pub stop_timeout: Duration,
+    /// Whether `collect_orphans` deletes anything (`wasmhub.kubernetes.collectOrphans`).
+    pub collect_orphans: bool,
+    /// How often a slow spawn tells its progress where the pod is.
+    pub slow_spawn_interval: Duration,
+}
+
+impl KubeSpawnerConfig {
+    /// Whether the traits decode, so that a wrong key or value stops the hub at start rather than failing the
+    /// first spawn.
+    pub fn validate(&self) -> Result<(), KubeError> {
+        serde_json::from_value::<Traits>(Value::Object(self.traits.clone()))
+            .map(drop)
+            .map_err(|error| KubeError::Settings(error.to_string()))
+    }
+}
 
 /// The effective settings of one spawn.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -78,113 +117,8 @@ pub(crate) struct Traits {
     pub(crate) services_enabled: bool,
 }
 
-/// The traits before any override: KubeSpawner's defaults with `singleuser.*` and `hub.config.Spawner` mapped
-/// onto them as z2jh does.
-pub fn base_traits(config: &Config) -> Map<String, Value> {
-    let singleuser = &config.singleuser;
-    let spawner = &config.hub.config.spawner;
-    let storage = &singleuser.storage;
-    let mut traits = Map::new();
-    let mut set = |key: &str, value: Value| {
-        traits.insert(key.to_owned(), value);
-    };
-    set("image", json!(singleuser.image.reference()));
-    set("image_pull_policy", json!(singleuser.image.pull_policy.map(|policy| policy.as_str())));
-    set("image_pull_secrets", json!(singleuser.image.pull_secrets));
-    let cmd = spawner.cmd.as_ref().or(singleuser.cmd.as_ref()).map(|command| command.0.clone());
-    set("cmd", json!(cmd));
-    set("args", json!(spawner.args));
-    set("cpu_limit", json!(singleuser.cpu.limit.or(spawner.cpu_limit)));
-    set("cpu_guarantee", json!(singleuser.cpu.guarantee));
-    set("mem_limit", json!(singleuser.memory.limit.or(spawner.mem_limit).map(|size| size.bytes())));
-    set("mem_guarantee", json!(singleuser.memory.guarantee.map(|size| size.bytes())));
-    set("extra_resource_limits", json!(singleuser.extra_resource.limits));
-    set("extra_resource_guarantees", json!(singleuser.extra_resource.guarantees));
-    set("uid", json!(singleuser.uid));
-    set("fs_gid", json!(singleuser.fs_gid));
-    set("allow_privilege_escalation", json!(singleuser.allow_privilege_escalation));
-    set("node_selector", json!(singleuser.node_selector));
-    // z2jh: the user pods' tolerations (its defaults unless configured) and then the extra ones, as a list.
-    let mut tolerations = config.scheduling.user_pods.tolerations.clone().unwrap_or_else(|| {
-        ["hub.jupyter.org/dedicated", "hub.jupyter.org_dedicated"]
-            .iter()
-            .map(|key| json!({"key": key, "operator": "Equal", "value": "user", "effect": "NoSchedule"}))
-            .collect()
-    });
-    tolerations.extend(singleuser.extra_tolerations.iter().cloned());
-    set("tolerations", Value::Array(tolerations));
-    let node_purpose =
-        json!({"matchExpressions": [{"key": "hub.jupyter.org/node-purpose", "operator": "In", "values": ["user"]}]});
-    match config.scheduling.user_pods.node_affinity.match_node_purpose {
-        MatchNodePurpose::Prefer => {
-            set("node_affinity_preferred", json!([{"weight": 100, "preference": node_purpose}]))
-        }
-        MatchNodePurpose::Require => set("node_affinity_required", json!([node_purpose])),
-        MatchNodePurpose::Ignore => {}
-    }
-    // Home storage, as z2jh's dict-valued `volumes` and `volume_mounts` (so a profile's dict merges, a list
-    // replaces).
-    let mut volumes = Map::new();
-    let mut mounts = Map::new();
-    match storage.kind {
-        StorageType::Dynamic => {
-            let name = storage.dynamic.volume_name_template.clone();
-            volumes.insert(name.clone(), json!({"name": name, "persistentVolumeClaim": {"claimName": "{pvc_name}"}}));
-            let mut mount = json!({"name": name, "mountPath": storage.home_mount_path});
-            if let Some(sub_path) = &storage.dynamic.sub_path {
-                mount["subPath"] = json!(sub_path);
-            }
-            mounts.insert(name, mount);
-            set("storage_pvc_ensure", json!(true));
-            set("storage_capacity", json!(storage.capacity));
-            set("storage_class", json!(storage.dynamic.storage_class));
-            set("storage_access_modes", json!(storage.dynamic.storage_access_modes));
-            if let Some(template) = &storage.dynamic.pvc_name_template {
-                set("pvc_name_template", json!(template));
-            }
-        }
-        StorageType::Static => {
-            let claim = storage.static_.pvc_name.clone().unwrap_or_default();
-            volumes.insert("home".into(), json!({"name": "home", "persistentVolumeClaim": {"claimName": claim}}));
-            mounts.insert(
-                "home".into(),
-                json!({"name": "home", "mountPath": storage.home_mount_path, "subPath": storage.static_.sub_path}),
-            );
-        }
-        StorageType::None => {}
-    }
-    for (source, target) in [(&storage.extra_volumes, &mut volumes), (&storage.extra_volume_mounts, &mut mounts)] {
-        match source {
-            Some(Value::Object(map)) => target.extend(map.clone()),
-            Some(Value::Array(items)) => {
-                for item in items {
-                    let name = item["name"].as_str().unwrap_or_default().to_owned();
-                    target.insert(name, item.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    set("volumes", Value::Object(volumes));
-    set("volume_mounts", Value::Object(mounts));
-    set("storage_extra_labels", json!(storage.extra_labels));
-    set("service_account", json!(singleuser.service_account_name));
-    set("lifecycle_hooks", Value::Object(singleuser.lifecycle_hooks.clone()));
-    set("init_containers", Value::Array(singleuser.init_containers.clone()));
-    set("extra_containers", Value::Array(singleuser.extra_containers.clone()));
-    set("extra_pod_config", Value::Object(singleuser.extra_pod_config.clone()));
-    set("extra_labels", json!(singleuser.extra_labels));
-    set("extra_annotations", json!(singleuser.extra_annotations));
-    if let Some(template) = &singleuser.pod_name_template {
-        set("pod_name_template", json!(template));
-    }
-    set("start_timeout", json!(spawner.start_timeout.unwrap_or(singleuser.start_timeout)));
-    set("events_enabled", json!(singleuser.events));
-    traits
-}
-
-/// KubeSpawner's defaults for the traits `singleuser` does not set.
-pub(crate) fn kubespawner_defaults() -> Map<String, Value> {
+/// KubeSpawner's defaults for the traits the configuration does not set.
+pub fn kubespawner_defaults() -> Map<String, Value> {
     let defaults = json!({
         "image": "quay.io/jupyterhub/singleuser:latest",
         "storage_access_modes": ["ReadWriteOnce"],
@@ -205,7 +139,7 @@ pub(crate) fn kubespawner_defaults() -> Map<String, Value> {
 }
 
 /// `_apply_overrides`: each key replaces the trait, except that a mapping over a mapping is merged deeply.
-pub(crate) fn apply_override(traits: &mut Map<String, Value>, overrides: &Map<String, Value>) {
+pub fn apply_override(traits: &mut Map<String, Value>, overrides: &Map<String, Value>) {
     for (key, value) in overrides {
         match (traits.get_mut(key), value) {
             (Some(current @ Value::Object(_)), Value::Object(_)) => recursive_update(current, value),

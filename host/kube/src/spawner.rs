@@ -1,99 +1,28 @@
-//! [`KubeSpawner`]: the [`Spawner`] over the Kubernetes API. `prepare` resolves the profile and decides the names;
-//! `start` ensures the claim, builds the pod, passes it through the pod policy, creates it (or adopts the one an
-//! interrupted spawn left) and waits for it in the shared cache while this pod's events are watched for progress
-//! and failure; `poll` and `stop` read the same cache.
+//! [`KubeSpawner`]: the [`Spawner`] over the Kubernetes API. `prepare` applies the profile the hub resolved and
+//! decides the names; `start` ensures the claim, builds the pod, passes it through the pods hook once, creates it
+//! (or adopts the one an interrupted spawn left) and waits for it in the shared cache while this pod's events are
+//! watched for progress and failure (`progress.rs`, `pod_status.rs`); `poll` and `stop` read the same cache.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
-use wasmhub_config::Config;
-use wasmhub_policy::PolicyHost;
-use wasmhub_policy::hooks::{
-    OptionChoice, OptionValue, Profile, ProfileChoice, ProfileResolution, SpawnContext, User, initialize_profiles,
-};
 use wasmhub_spawner::{PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started};
 
 use crate::KubeError;
+use crate::api::{api_failure, with_retries};
 use crate::names::{NAMING, NameFields};
 use crate::objects::{HUB_KEY, PodInputs, SERVERNAME_KEY, USERNAME_KEY, make_pod, make_pvc, make_service};
+use crate::pod_mutation::{PodMutation, PodSpawn};
+use crate::pod_status::{poll_status, wait_ready_reporting};
 use crate::pods::PodCache;
-use crate::settings::{Traits, apply_override, base_traits, kubespawner_defaults};
-
-/// Container states that end a spawn at once: the kubelet will not get further without someone changing the pod.
-const FATAL_WAITING_REASONS: [&str; 7] = [
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-
-/// How the spawner is set up.
-#[derive(Debug, Clone)]
-pub struct KubeSpawnerConfig {
-    /// Where pods and claims go.
-    pub namespace: String,
-    /// KubeSpawner's traits before profiles: `singleuser.*`, then `hub.config.KubeSpawner`.
-    pub traits: Map<String, Value>,
-    /// The initialised `profileList`.
-    pub profiles: Vec<Profile>,
-    /// Written on every pod and claim, so several hubs can share a namespace and each collects only its own.
-    pub hub_instance: String,
-    /// The hub's URL as pods reach it (z2jh: `http://hub:8081`); replaces the host of `JUPYTERHUB_API_URL` and
-    /// `JUPYTERHUB_ACTIVITY_URL`. `None` keeps the hub's own URL (a hub on the same network as its pods).
-    pub hub_connect_url: Option<String>,
-    /// `gracePeriodSeconds` of a stop (KubeSpawner's `delete_grace_period`).
-    pub delete_grace_period: i64,
-    /// How long a pod may stay unschedulable before the spawn fails; zero fails at once (a cluster autoscaler
-    /// needs minutes).
-    pub unschedulable_timeout: Duration,
-    /// How long `stop` waits for the pod to be gone.
-    pub stop_timeout: Duration,
-    /// Whether `collect_orphans` deletes anything (`wasmhub.kubernetes.collectOrphans`).
-    pub collect_orphans: bool,
-    /// How often a slow spawn tells its progress where the pod is.
-    pub slow_spawn_interval: Duration,
-}
-
-impl KubeSpawnerConfig {
-    /// The spawner as `wasmhub.yaml` describes it; `namespace` is the client's default, used when
-    /// `wasmhub.kubernetes.namespace` is not set.
-    pub fn from_config(config: &Config, namespace: &str) -> Result<KubeSpawnerConfig, KubeError> {
-        let mut traits = kubespawner_defaults();
-        apply_override(&mut traits, &base_traits(config));
-        if let Value::Object(hub_override) = config.hub.config.kubespawner.to_json() {
-            apply_override(&mut traits, &hub_override);
-        }
-        let list: Vec<Value> = config.singleuser.profile_list.iter().map(wasmhub_config::Profile::to_json).collect();
-        let profiles = initialize_profiles(&list).map_err(KubeError::Profiles)?;
-        // The traits must decode before the first spawn, not at it.
-        serde_json::from_value::<Traits>(Value::Object(traits.clone()))
-            .map_err(|error| KubeError::Settings(error.to_string()))?;
-        let kubernetes = &config.wasmhub.kubernetes;
-        Ok(KubeSpawnerConfig {
-            namespace: kubernetes.namespace.clone().unwrap_or_else(|| namespace.to_owned()),
-            traits,
-            profiles,
-            hub_instance: kubernetes.hub_instance.clone(),
-            hub_connect_url: kubernetes.hub_connect_url.clone(),
-            delete_grace_period: 1,
-            unschedulable_timeout: Duration::from_secs(kubernetes.unschedulable_timeout),
-            stop_timeout: Duration::from_secs(config.singleuser.start_timeout.max(10)),
-            collect_orphans: kubernetes.collect_orphans,
-            slow_spawn_interval: Duration::from_secs(10),
-        })
-    }
-}
+use crate::progress::{ProgressChannels, watch_events};
+use crate::settings::{KubeSpawnerConfig, Traits, apply_override};
 
 /// What the hub stores for one server: the names decided at `prepare`, never derived again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,44 +56,22 @@ impl State {
 pub struct KubeSpawner {
     client: kube::Client,
     config: KubeSpawnerConfig,
-    policy: Arc<PolicyHost>,
+    /// The pods hook, called once per spawn in `start`.
+    mutation: Arc<dyn PodMutation>,
     pods: PodCache,
     progress: ProgressChannels,
-}
-
-/// Progress channels of spawns between `prepare` and the end of `start`, by pod name.
-type ProgressChannels = Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>;
-
-/// Removes a spawn's progress channel when its `start` or `resume` ends, also when the hub gives up on it (a
-/// start timeout drops the future).
-struct ChannelGuard<'a> {
-    channels: &'a ProgressChannels,
-    pod_name: &'a str,
-}
-
-impl Drop for ChannelGuard<'_> {
-    fn drop(&mut self) {
-        self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(self.pod_name);
-    }
-}
-
-fn publish(channels: &ProgressChannels, pod_name: &str, message: String) {
-    tracing::debug!(pod = pod_name, %message, "spawn progress");
-    if let Some(sender) = channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(pod_name) {
-        let _ = sender.send(message);
-    }
 }
 
 impl KubeSpawner {
     /// Starts the shared pod watch and returns once its first list is in (or after 30 s, when the cluster is
     /// slow: calls then wait for it).
-    pub async fn new(client: kube::Client, config: KubeSpawnerConfig, policy: Arc<PolicyHost>) -> KubeSpawner {
+    pub async fn new(client: kube::Client, config: KubeSpawnerConfig, pods: Arc<dyn PodMutation>) -> KubeSpawner {
         let component = config.traits.get("component_label").and_then(Value::as_str).unwrap_or("singleuser-server");
-        let pods = PodCache::start(client.clone(), &config.namespace, &format!("component={component}"));
-        if !pods.ready(Duration::from_secs(30)).await {
+        let cache = PodCache::start(client.clone(), &config.namespace, &format!("component={component}"));
+        if !cache.ready(Duration::from_secs(30)).await {
             tracing::warn!("the user pod watch has not listed pods after 30 s; spawns wait for it");
         }
-        KubeSpawner { client, config, policy, pods, progress: ProgressChannels::default() }
+        KubeSpawner { client, config, mutation: pods, pods: cache, progress: ProgressChannels::default() }
     }
 
     /// A client from a kubeconfig file, or else the in-cluster service account (or `KUBECONFIG`).
@@ -183,31 +90,15 @@ impl KubeSpawner {
         Ok((kube::Client::try_from(config)?, namespace))
     }
 
-    /// Resolves the profile of a request and applies its override to the traits.
-    fn traits_for(&self, request: &SpawnRequest) -> Result<(Traits, String), SpawnError> {
+    /// The traits of a spawn: the configured ones with the override of the profile the hub resolved applied over
+    /// them, KubeSpawner's last step. Nothing is decided here, so `prepare` and `start` agree.
+    fn traits_for(&self, request: &SpawnRequest) -> Result<Traits, SpawnError> {
         let mut traits = self.config.traits.clone();
-        let mut profile_slug = String::new();
-        if !self.config.profiles.is_empty() {
-            let choice = profile_choice(&self.config.profiles, &request.user_options);
-            let user = User { name: request.user.clone(), admin: request.admin, groups: request.groups.clone() };
-            let visible = self.policy.visible_profiles(&user, &self.config.profiles);
-            match self.policy.resolve_profile(&user, &self.config.profiles, &choice) {
-                ProfileResolution::Rejected { reason } => return Err(SpawnError::Rejected(reason)),
-                ProfileResolution::Resolved { profile, kubespawner_override } => {
-                    // The REST API must not reach a profile the user is not shown.
-                    if !visible.contains(&profile) {
-                        return Err(SpawnError::Rejected(format!("profile {profile:?} is not available to you")));
-                    }
-                    if let Value::Object(overrides) = kubespawner_override {
-                        apply_override(&mut traits, &overrides);
-                    }
-                    profile_slug = profile;
-                }
-            }
+        if let Some(profile) = &request.profile {
+            apply_override(&mut traits, &profile.kubespawner_override);
         }
-        let traits = serde_json::from_value::<Traits>(Value::Object(traits))
-            .map_err(|error| SpawnError::Rejected(format!("the profile's kubespawner_override is invalid: {error}")))?;
-        Ok((traits, profile_slug))
+        serde_json::from_value::<Traits>(Value::Object(traits))
+            .map_err(|error| SpawnError::Rejected(format!("the profile's kubespawner_override is invalid: {error}")))
     }
 
     fn names(&self, state: &State, traits: &Traits) -> NameFields {
@@ -218,7 +109,7 @@ impl KubeSpawner {
     }
 
     fn publish(&self, pod_name: &str, message: String) {
-        publish(&self.progress, pod_name, message);
+        self.progress.publish(pod_name, message);
     }
 
     /// The hub's URLs as pods reach them.
@@ -348,100 +239,18 @@ impl KubeSpawner {
             })
     }
 
-    /// Watches this pod's events only (a field selector, from the current version on) and publishes them as
-    /// progress, until the returned task is aborted.
+    /// Watches this pod's events for progress until the returned task is aborted.
     fn watch_events(&self, state: &State) -> tokio::task::JoinHandle<()> {
-        let (client, channels) = (self.client.clone(), self.progress.clone());
-        let state = state.clone();
-        tokio::spawn(async move {
-            let events: Api<Event> = Api::namespaced(client, &state.namespace);
-            let selector = format!("involvedObject.kind=Pod,involvedObject.name={}", state.pod_name);
-            // Events of an earlier pod with the same name are history, not this spawn's progress.
-            let params = ListParams::default().fields(&selector).limit(1);
-            let mut version = match with_retries(|| events.list(&params)).await {
-                Ok(list) => list.metadata.resource_version.unwrap_or_else(|| "0".into()),
-                Err(error) => {
-                    tracing::warn!(%error, "listing pod events; progress has no events");
-                    return;
-                }
-            };
-            loop {
-                let params = WatchParams::default().fields(&selector).timeout(290);
-                let stream = match events.watch(&params, &version).await {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        tracing::warn!(%error, "watching pod events");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                let mut stream = std::pin::pin!(stream);
-                while let Ok(Some(event)) = stream.try_next().await {
-                    match event {
-                        WatchEvent::Added(event) | WatchEvent::Modified(event) => {
-                            if let Some(rv) = event.metadata.resource_version.clone() {
-                                version = rv;
-                            }
-                            publish(&channels, &state.pod_name, event_message(&event));
-                        }
-                        WatchEvent::Bookmark(bookmark) => version = bookmark.metadata.resource_version,
-                        WatchEvent::Deleted(_) => {}
-                        // Expired: progress only needs what comes next.
-                        WatchEvent::Error(_) => version = "0".into(),
-                    }
-                }
-                let _ = stream.next().await;
-            }
-        })
+        watch_events(self.client.clone(), self.progress.clone(), &state.namespace, &state.pod_name)
     }
 
-    /// Waits until the pod is running and ready, or has failed in a way that will not heal.
-    async fn wait_ready(&self, state: &State) -> Result<String, SpawnError> {
-        let started = Instant::now();
-        let mut seen = false;
-        let unschedulable_timeout = self.config.unschedulable_timeout;
-        let outcome = self
-            .pods
-            .wait_for(&state.pod_name, Duration::from_secs(24 * 3600), |pod| {
-                let Some(pod) = pod else {
-                    return seen.then(|| Err(SpawnError::Failed(format!("the pod {} was deleted", state.pod_name))));
-                };
-                seen = true;
-                classify(pod, started.elapsed() >= unschedulable_timeout)
-            })
-            .await;
-        match outcome {
-            Some(Ok(ip)) => Ok(ip),
-            Some(Err(error)) => Err(error),
-            None => Err(SpawnError::Failed("the pod never became ready".into())),
-        }
-    }
-
-    /// [`Self::wait_ready`], telling progress every `slow_spawn_interval` where the pod is while it takes long,
-    /// so a user watching a slow pull or scale-up sees that something is happening.
+    /// Waits until the pod is ready or has failed for good, telling progress where it is while that takes long.
     async fn wait_ready_reporting(&self, state: &State) -> Result<String, SpawnError> {
-        let started = Instant::now();
-        let wait = self.wait_ready(state);
-        let mut wait = std::pin::pin!(wait);
-        let every = self.config.slow_spawn_interval;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                outcome = &mut wait => return outcome,
-                _ = ticker.tick() => {
-                    let where_it_is = self.pods.get(&state.pod_name).map(|pod| pod_situation(&pod));
-                    let where_it_is = where_it_is.unwrap_or_else(|| "not created yet".to_owned());
-                    self.publish(
-                        &state.pod_name,
-                        format!(
-                            "Still waiting for the pod {} after {} s: {where_it_is}",
-                            state.pod_name,
-                            started.elapsed().as_secs()
-                        ),
-                    );
-                }
-            }
-        }
+        let (unschedulable, every) = (self.config.unschedulable_timeout, self.config.slow_spawn_interval);
+        wait_ready_reporting(&self.pods, &state.pod_name, unschedulable, every, |message| {
+            self.publish(&state.pod_name, message)
+        })
+        .await
     }
 
     /// Waits for an owned pod of an interrupted start (see [`Spawner::resume`]).
@@ -480,149 +289,11 @@ fn server_url(state: &State, pod_ip: &str) -> String {
     }
 }
 
-/// A pod's situation in a few words for a waiting user: its phase and why the notebook is not running yet.
-fn pod_situation(pod: &Pod) -> String {
-    let Some(status) = pod.status.as_ref() else { return "accepted, not scheduled yet".to_owned() };
-    let phase = status.phase.clone().unwrap_or_else(|| "Pending".to_owned());
-    let scheduled = status.conditions.iter().flatten().find(|condition| condition.type_ == "PodScheduled");
-    if let Some(condition) = scheduled.filter(|condition| condition.status == "False") {
-        return format!("{phase}, not scheduled ({})", condition.message.clone().unwrap_or_default());
-    }
-    let waiting = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .find_map(|container| container.state.as_ref()?.waiting.as_ref()?.reason.clone());
-    match waiting {
-        Some(reason) => format!("{phase} ({reason})"),
-        None if status.phase.as_deref() == Some("Running") => "Running, waiting for the server to be ready".to_owned(),
-        None => phase,
-    }
-}
-
-/// Ready (the pod IP), failed for good (a readable error), or not yet (`None`).
-fn classify(pod: &Pod, unschedulable_is_fatal: bool) -> Option<Result<String, SpawnError>> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    if pod.metadata.deletion_timestamp.is_some() {
-        return Some(Err(SpawnError::Failed(format!("the pod {name} is being deleted"))));
-    }
-    let status = pod.status.as_ref()?;
-    for container in status.container_statuses.iter().flatten() {
-        if let Some(waiting) = container.state.as_ref().and_then(|state| state.waiting.as_ref())
-            && let Some(reason) = waiting.reason.as_deref()
-            && FATAL_WAITING_REASONS.contains(&reason)
-        {
-            let detail = waiting.message.clone().unwrap_or_default();
-            let what =
-                if reason.contains("Image") { "the image cannot be pulled" } else { "the server keeps crashing" };
-            return Some(Err(SpawnError::Failed(format!("{what} ({reason}): {detail}"))));
-        }
-        if let Some(terminated) = container.state.as_ref().and_then(|state| state.terminated.as_ref())
-            && container.name == "notebook"
-        {
-            return Some(Err(SpawnError::Failed(format!(
-                "the server exited with code {} ({})",
-                terminated.exit_code,
-                terminated.reason.clone().unwrap_or_default()
-            ))));
-        }
-    }
-    if let Some(phase @ ("Failed" | "Succeeded")) = status.phase.as_deref() {
-        return Some(Err(SpawnError::Failed(format!("the pod {name} ended ({phase})"))));
-    }
-    if unschedulable_is_fatal
-        && let Some(condition) = status.conditions.iter().flatten().find(|condition| {
-            condition.type_ == "PodScheduled"
-                && condition.status == "False"
-                && condition.reason.as_deref() == Some("Unschedulable")
-        })
-    {
-        return Some(Err(SpawnError::Failed(format!(
-            "the pod cannot be scheduled: {}",
-            condition.message.clone().unwrap_or_default()
-        ))));
-    }
-    let running = status.phase.as_deref() == Some("Running");
-    let all_ready = status.container_statuses.as_ref().is_some_and(|statuses| statuses.iter().all(|c| c.ready));
-    match (&status.pod_ip, running && all_ready) {
-        (Some(ip), true) if !ip.is_empty() => Some(Ok(ip.clone())),
-        _ => None,
-    }
-}
-
-/// `"{lastTimestamp} [{type}] {message}"`, KubeSpawner's progress line for an event.
-fn event_message(event: &Event) -> String {
-    let timestamp = event
-        .last_timestamp
-        .as_ref()
-        .map(|time| time.0.to_string())
-        .or_else(|| event.event_time.as_ref().map(|time| time.0.to_string()))
-        .unwrap_or_default();
-    format!(
-        "{timestamp} [{}] {}",
-        event.type_.clone().unwrap_or_else(|| "Normal".into()),
-        event.message.clone().unwrap_or_default()
-    )
-}
-
-/// Retries a request that failed before the API server answered (a dropped connection, a timeout), with
-/// backoff from 0.1 s for up to 30 s, as KubeSpawner's `k8s_api_request_retry_timeout`. Answers, errors
-/// included, are returned at once.
-async fn with_retries<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match request().await {
-            Err(error) if !matches!(error, kube::Error::Api(_)) && Instant::now() + delay < deadline => {
-                tracing::debug!(%error, "retrying a Kubernetes request");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn api_failure(what: &str, error: kube::Error) -> SpawnError {
-    match error {
-        kube::Error::Api(response) => SpawnError::Failed(format!("{what}: {} ({})", response.message, response.code)),
-        other => SpawnError::Failed(format!("{what}: {other}")),
-    }
-}
-
-/// KubeSpawner's reading of `user_options`: `profile`, then for each option of that profile its choice key, or
-/// the free text under `<option>--unlisted-choice` when that is set. Keys that are not options are ignored, as
-/// KubeSpawner ignores them.
-fn profile_choice(profiles: &[Profile], user_options: &Map<String, Value>) -> ProfileChoice {
-    let slug = user_options.get("profile").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let profile = profiles.iter().find(|profile| profile.slug == slug);
-    let mut options = Vec::new();
-    if let Some(declared) =
-        profile.and_then(|profile| profile.definition.get("profile_options")).and_then(Value::as_object)
-    {
-        for option in declared.keys() {
-            let unlisted = user_options.get(&format!("{option}--unlisted-choice")).and_then(Value::as_str);
-            let value = match unlisted.filter(|text| !text.is_empty()) {
-                Some(text) => OptionValue::Unlisted(text.to_owned()),
-                None => match user_options.get(option).and_then(Value::as_str) {
-                    Some(key) => OptionValue::Listed(key.to_owned()),
-                    None => continue,
-                },
-            };
-            options.push(OptionChoice { option: option.clone(), value });
-        }
-    }
-    ProfileChoice { profile: slug, options }
-}
-
 #[async_trait::async_trait]
 impl Spawner for KubeSpawner {
     async fn prepare(&self, request: &SpawnRequest) -> Result<SpawnerState, SpawnError> {
-        let (traits, profile) = self.traits_for(request)?;
+        let traits = self.traits_for(request)?;
+        let profile = request.profile.as_ref().map(|profile| profile.slug.clone()).unwrap_or_default();
         let namespace = self.config.namespace.clone();
         let mut names = NameFields::new(&request.user, &request.server_name, &namespace);
         let pod_name = names.expand(&traits.pod_name_template);
@@ -639,19 +310,15 @@ impl Spawner for KubeSpawner {
             port: traits.port,
             service_name: traits.services_enabled.then(|| pod_name.clone()),
         };
-        self.progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(pod_name)
-            .or_insert_with(|| broadcast::channel(64).0);
+        self.progress.open(&pod_name);
         Ok(state.encode())
     }
 
     async fn start(&self, request: &SpawnRequest, prepared: &SpawnerState) -> Result<Started, SpawnError> {
         let state = State::decode(prepared)?;
-        let _channel = ChannelGuard { channels: &self.progress, pod_name: &state.pod_name };
+        let _channel = self.progress.close_on_drop(&state.pod_name);
         async {
-            let (traits, _) = self.traits_for(request)?;
+            let traits = self.traits_for(request)?;
             let names = self.names(&state, &traits);
             if state.pvc_name.is_some() {
                 self.ensure_claim(&traits, &names).await?;
@@ -664,13 +331,15 @@ impl Spawner for KubeSpawner {
                 hub_instance: &self.config.hub_instance,
             };
             let manifest = make_pod(&traits, &inputs);
-            let context = SpawnContext {
-                user: User { name: request.user.clone(), admin: request.admin, groups: request.groups.clone() },
+            let spawn = PodSpawn {
+                user: request.user.clone(),
                 server_name: request.server_name.clone(),
                 profile: state.profile.clone(),
+                admin: request.admin,
+                groups: request.groups.clone(),
             };
-            let pod =
-                self.policy.mutate_pod(&context, &manifest).map_err(|error| SpawnError::Failed(error.to_string()))?;
+            // Once per spawn: a retried create below reuses this pod rather than asking the hook again.
+            let pod = self.mutation.mutate_pod(&spawn, manifest).await.map_err(SpawnError::Failed)?;
             let events = traits.events_enabled.then(|| self.watch_events(&state));
             let mut created = self.create_or_adopt(&state, &pod).await;
             if created.is_ok() && state.service_name.is_some() {
@@ -697,19 +366,7 @@ impl Spawner for KubeSpawner {
         if !owned_by(&pod, &state, &self.config.hub_instance) {
             return Ok(PollStatus::Exited { code: None });
         }
-        let terminated = pod
-            .status
-            .as_ref()
-            .and_then(|status| status.container_statuses.as_ref())
-            .and_then(|statuses| statuses.iter().find(|status| status.name == "notebook"))
-            .and_then(|status| status.state.as_ref()?.terminated.as_ref().map(|terminated| terminated.exit_code));
-        if let Some(code) = terminated {
-            return Ok(PollStatus::Exited { code: Some(code) });
-        }
-        if matches!(pod.status.as_ref().and_then(|status| status.phase.as_deref()), Some("Failed" | "Succeeded")) {
-            return Ok(PollStatus::Exited { code: None });
-        }
-        Ok(PollStatus::Running)
+        Ok(poll_status(&pod))
     }
 
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError> {
@@ -724,13 +381,12 @@ impl Spawner for KubeSpawner {
     /// The channel is made by `prepare`, or here for a resumed start; `start` and `resume` remove it.
     fn progress(&self, state: &SpawnerState) -> Option<broadcast::Receiver<String>> {
         let state = State::decode(state).ok()?;
-        let mut channels = self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some(channels.entry(state.pod_name).or_insert_with(|| broadcast::channel(64).0).subscribe())
+        Some(self.progress.subscribe(&state.pod_name))
     }
 
     async fn resume(&self, prepared: &SpawnerState) -> Result<Option<Started>, SpawnError> {
         let state = State::decode(prepared)?;
-        let _channel = ChannelGuard { channels: &self.progress, pod_name: &state.pod_name };
+        let _channel = self.progress.close_on_drop(&state.pod_name);
         self.resume_pod(&state).await
     }
 

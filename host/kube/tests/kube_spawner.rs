@@ -1,8 +1,14 @@
 //! The Kubernetes spawner against the fake API server: the seed's profiles give the expected Pods and PVCs
 //! (golden files), failures surface within seconds, a thousand concurrent spawns cost a few API calls each, a
 //! spawn interrupted by a hub restart is adopted, stop waits for the pod to go, orphans are collected, a slow
-//! spawn says where its pod is, `services_enabled` fronts the pod with a Service, the example WebAssembly profile
-//! and pod policies decide and patch, and every object the fake stored passes `kubernetes-validate --strict`.
+//! spawn says where its pod is, `services_enabled` fronts the pod with a Service, and every object the fake stored
+//! passes `kubernetes-validate --strict`. The example WebAssembly policies shaping a pod are tested with the
+//! policy host, in `tests/tests/kube_policies.rs`.
+//!
+//! This crate does not read configuration: each test spawns with the traits in `tests/settings/<name>.json`, which
+//! `host/cli`'s `kube_settings` tests keep equal to what the configuration beside them translates to. Where a
+//! profile is configured, the test passes the profile the hub resolves (the native rule: the profile's
+//! `kubespawner_override`, the chosen options' overrides merged in), written out.
 //!
 //! `UPDATE_GOLDEN=1` rewrites the golden files instead of comparing.
 
@@ -12,35 +18,52 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
-use wasmhub_policy::{PolicyHost, PolicyHostConfig};
-use wasmhub_spawner::{PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState};
+use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig, UnmodifiedPods};
+use wasmhub_spawner::{PollStatus, ResolvedProfile, SpawnError, SpawnRequest, Spawner, SpawnerState};
 use wasmhub_testkit::fake_k8s::{FakeApiServer, FakeConfig, PodMatch, Resource, Scenario};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The spawner's settings for the configuration `tests/settings/<name>.json` stands for, with `wasmhub.kubernetes`
+/// at its defaults.
+fn settings(name: &str, namespace: &str) -> KubeSpawnerConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/settings").join(format!("{name}.json"));
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let settings = KubeSpawnerConfig {
+        namespace: namespace.to_owned(),
+        traits: file["traits"].as_object().cloned().unwrap_or_else(|| panic!("{}: no traits", path.display())),
+        hub_instance: "wasmhub".into(),
+        hub_connect_url: None,
+        delete_grace_period: 1,
+        unschedulable_timeout: Duration::ZERO,
+        stop_timeout: Duration::from_secs(300),
+        collect_orphans: true,
+        slow_spawn_interval: Duration::from_secs(10),
+    };
+    settings.validate().unwrap();
+    settings
 }
 
-fn load_config(yaml: &str) -> wasmhub_config::Config {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wasmhub.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    wasmhub_config::check(&path).unwrap_or_else(|errors| panic!("{errors:?}"))
-}
-
-fn fixture(name: &str) -> wasmhub_config::Config {
-    let path = repo_root().join("deploy/examples").join(name);
-    wasmhub_config::check(&path).unwrap_or_else(|errors| panic!("{errors:?}"))
-}
-
-fn policy() -> Arc<PolicyHost> {
-    Arc::new(PolicyHost::start(PolicyHostConfig::default()).unwrap())
-}
-
-async fn spawner(fake: &FakeApiServer, config: &wasmhub_config::Config) -> KubeSpawner {
+async fn spawner(fake: &FakeApiServer, settings_name: &str) -> KubeSpawner {
     let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
-    let settings = KubeSpawnerConfig::from_config(config, &namespace).unwrap();
-    KubeSpawner::new(client, settings, policy()).await
+    KubeSpawner::new(client, settings(settings_name, &namespace), Arc::new(UnmodifiedPods)).await
+}
+
+/// The profile the hub resolved, as it passes it in the request.
+fn profile(slug: &str, kubespawner_override: Value) -> Option<ResolvedProfile> {
+    let kubespawner_override = kubespawner_override.as_object().cloned().expect("an override is an object");
+    Some(ResolvedProfile { slug: slug.into(), kubespawner_override })
+}
+
+/// `profile-list.yaml`'s data science profile resolved: its `kubespawner_override` (it has no options).
+fn data_science_override() -> Value {
+    json!({
+        "image": "jupyter/datascience-notebook:latest",
+        "cpu_limit": 1.0,
+        "cpu_guarantee": 0.05,
+        "mem_limit": 2147483648u64,
+        "mem_guarantee": 268435456,
+        "volumes": [{"name": "jupyter-notebook-tf", "persistentVolumeClaim": {"claimName": "jupyter-notebook-tf"}}],
+        "volume_mounts": [{"name": "jupyter-notebook-tf", "mountPath": "/home/jovyan"}],
+    })
 }
 
 fn request(user: &str, options: Value) -> SpawnRequest {
@@ -123,16 +146,44 @@ async fn seed_profiles_give_the_expected_pods_and_claims() {
                "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "50Gi"}}}}),
     )
     .unwrap();
-    let cases: [(&str, wasmhub_config::Config, &str, Value); 5] = [
-        ("minimal", fixture("profile-list.yaml"), "alice", json!({})),
-        ("data-science", fixture("profile-list.yaml"), "bob", json!({"profile": "data-science-environment"})),
-        ("custom-root", fixture("custom-image-root.yaml"), "carol", json!({})),
-        ("lab", fixture("lab-profile.yaml"), "dave", json!({})),
-        ("default-storage", load_config("singleuser:\n  defaultUrl: /lab\n"), "Erin.Smith@example.com", json!({})),
+    // Without a choice the hub resolves the default profile, the first where none is marked.
+    let custom_root = json!({
+        "image": "htdp1/jupyter-notebook-custom:latest",
+        "image_pull_policy": "Always",
+        "cmd": ["jupyterhub-singleuser", "--allow-root", "--ip=0.0.0.0"],
+        "cpu_limit": 1.0,
+        "cpu_guarantee": 0.1,
+        "mem_limit": 2147483648u64,
+        "mem_guarantee": 536870912,
+        "uid": 0,
+        "gid": 0,
+        "volumes": [{"name": "jupyter-notebook-tf", "persistentVolumeClaim": {"claimName": "jupyter-notebook-tf"}}],
+        "volume_mounts": [{"name": "jupyter-notebook-tf", "mountPath": "/root"}],
+    });
+    let lab = json!({
+        "image": "htdp1/jupyter-notebook:bonjour",
+        "cpu_limit": 1.0,
+        "cpu_guarantee": 0.1,
+        "mem_limit": 4294967296u64,
+        "mem_guarantee": 536870912,
+        "default_url": "/lab",
+    });
+    let cases: [(&str, &str, &str, Value, Option<ResolvedProfile>); 5] = [
+        ("minimal", "profile-list", "alice", json!({}), profile("minimal-environment", json!({}))),
+        (
+            "data-science",
+            "profile-list",
+            "bob",
+            json!({"profile": "data-science-environment"}),
+            profile("data-science-environment", data_science_override()),
+        ),
+        ("custom-root", "custom-image-root", "carol", json!({}), profile("custom-notebook-without-conda", custom_root)),
+        ("lab", "lab-profile", "dave", json!({}), profile("bonjour-lab", lab)),
+        ("default-storage", "default-url-lab", "Erin.Smith@example.com", json!({}), None),
     ];
-    for (name, config, user, options) in cases {
-        let spawner = spawner(&fake, &config).await;
-        let request = request(user, options);
+    for (name, settings, user, options, profile) in cases {
+        let spawner = spawner(&fake, settings).await;
+        let request = SpawnRequest { profile, ..request(user, options) };
         let prepared = spawner.prepare(&request).await.unwrap();
         let started = tokio::time::timeout(Duration::from_secs(10), spawner.start(&request, &prepared))
             .await
@@ -157,13 +208,21 @@ async fn seed_profiles_give_the_expected_pods_and_claims() {
     validate_with_kubernetes_validate(&fake);
 }
 
+/// The hub decides the profile (and refuses an unknown or hidden one, through the profiles hook); the spawner
+/// records the slug it was given and refuses an override it cannot apply before anything is created.
 #[tokio::test]
-async fn profile_choices_are_resolved_and_refused() {
+async fn resolved_profiles_are_recorded_and_unusable_overrides_refused() {
     let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
-    let spawner = spawner(&fake, &fixture("profile-list.yaml")).await;
-    let error = spawner.prepare(&request("alice", json!({"profile": "gpu"}))).await.unwrap_err();
+    let spawner = spawner(&fake, "profile-list").await;
+    let unusable =
+        SpawnRequest { profile: profile("gpu", json!({"gpus": 1})), ..request("alice", json!({"profile": "gpu"})) };
+    let error = spawner.prepare(&unusable).await.unwrap_err();
     assert!(matches!(error, SpawnError::Rejected(_)), "{error}");
-    let state = spawner.prepare(&request("alice", json!({"profile": "data-science-environment"}))).await.unwrap();
+    let data_science = SpawnRequest {
+        profile: profile("data-science-environment", data_science_override()),
+        ..request("alice", json!({"profile": "data-science-environment"}))
+    };
+    let state = spawner.prepare(&data_science).await.unwrap();
     let state: Value = serde_json::from_str(&state.0).unwrap();
     assert_eq!(state["profile"], "data-science-environment");
     assert_eq!(state["pod_name"], "jupyter-alice");
@@ -175,7 +234,7 @@ async fn failures_surface_within_seconds_with_readable_messages() {
     fake.set_scenario(PodMatch::Name("jupyter-pull".into()), Scenario::ImagePullError);
     fake.set_scenario(PodMatch::Name("jupyter-huge".into()), Scenario::Unschedulable);
     fake.set_scenario(PodMatch::Name("jupyter-crash".into()), Scenario::CrashLoop);
-    let spawner = spawner(&fake, &load_config("singleuser:\n  storage:\n    type: none\n")).await;
+    let spawner = spawner(&fake, "storage-none").await;
     for (user, expected) in [
         ("pull", "the image cannot be pulled (ErrImagePull)"),
         ("huge", "the pod cannot be scheduled: 0/3 nodes are available: 3 Insufficient cpu."),
@@ -205,7 +264,7 @@ async fn a_thousand_concurrent_spawns_cost_a_few_calls_each() {
     let fake = FakeApiServer::start(FakeConfig { kubelet_step: Duration::from_millis(50), ..FakeConfig::default() })
         .await
         .unwrap();
-    let spawner = Arc::new(spawner(&fake, &load_config("singleuser:\n  storage:\n    type: none\n")).await);
+    let spawner = Arc::new(spawner(&fake, "storage-none").await);
     let began = Instant::now();
     let mut tasks = Vec::new();
     for index in 0..spawns {
@@ -241,10 +300,9 @@ async fn a_spawn_interrupted_by_a_restart_is_adopted_and_orphans_are_collected()
     let fake = FakeApiServer::start(FakeConfig { kubelet_step: Duration::from_millis(300), ..FakeConfig::default() })
         .await
         .unwrap();
-    let config = load_config("singleuser:\n  storage:\n    type: none\n");
     let request = request("alice", json!({}));
     let prepared = {
-        let first = Arc::new(spawner(&fake, &config).await);
+        let first = Arc::new(spawner(&fake, "storage-none").await);
         let prepared = first.prepare(&request).await.unwrap();
         let (spawning, state) = (first.clone(), prepared.clone());
         let request = request.clone();
@@ -257,7 +315,7 @@ async fn a_spawn_interrupted_by_a_restart_is_adopted_and_orphans_are_collected()
         prepared
     };
     let uid = fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap()["metadata"]["uid"].clone();
-    let second = spawner(&fake, &config).await;
+    let second = spawner(&fake, "storage-none").await;
     assert_eq!(second.poll(&prepared).await.unwrap(), PollStatus::Running, "adopted by its labels and annotations");
     let started = second.start(&request, &prepared).await.unwrap();
     assert_eq!(fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap()["metadata"]["uid"], uid);
@@ -274,10 +332,7 @@ async fn a_spawn_interrupted_by_a_restart_is_adopted_and_orphans_are_collected()
 #[tokio::test]
 async fn services_enabled_puts_a_service_owned_by_the_pod_in_front_of_it() {
     let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
-    let config = load_config(
-        "singleuser:\n  storage:\n    type: none\nhub:\n  config:\n    KubeSpawner:\n      services_enabled: true\n",
-    );
-    let spawner = spawner(&fake, &config).await;
+    let spawner = spawner(&fake, "services").await;
     let request = request("alice", json!({}));
     let prepared = spawner.prepare(&request).await.unwrap();
     let started = spawner.start(&request, &prepared).await.unwrap();
@@ -292,7 +347,7 @@ async fn services_enabled_puts_a_service_owned_by_the_pod_in_front_of_it() {
     assert_eq!(service["metadata"]["ownerReferences"][0]["uid"], pod["metadata"]["uid"]);
     assert_eq!(service["metadata"]["annotations"]["hub.jupyter.org/username"], "alice");
     // The state remembers the Service, so a restarted hub reaches the server the same way.
-    let second = self::spawner(&fake, &config).await;
+    let second = self::spawner(&fake, "services").await;
     assert_eq!(second.poll(&started.state).await.unwrap(), PollStatus::Running);
     second.stop(&started.state).await.unwrap();
     assert!(fake.get(Resource::Services, fake.namespace(), "jupyter-alice").is_none(), "stop removes the Service");
@@ -303,11 +358,10 @@ async fn services_enabled_puts_a_service_owned_by_the_pod_in_front_of_it() {
 async fn a_slow_spawn_says_where_the_pod_is_while_it_waits() {
     let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
     fake.set_scenario(PodMatch::Name("jupyter-slow".into()), Scenario::Stuck);
-    let config = load_config("singleuser:\n  storage:\n    type: none\n");
     let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
-    let mut settings = KubeSpawnerConfig::from_config(&config, &namespace).unwrap();
+    let mut settings = settings("storage-none", &namespace);
     settings.slow_spawn_interval = Duration::from_millis(300);
-    let spawner = KubeSpawner::new(client, settings, policy()).await;
+    let spawner = KubeSpawner::new(client, settings, Arc::new(UnmodifiedPods)).await;
     let request = request("slow", json!({}));
     let prepared = spawner.prepare(&request).await.unwrap();
     let mut progress = spawner.progress(&prepared).expect("progress while spawning");
@@ -322,69 +376,4 @@ async fn a_slow_spawn_says_where_the_pod_is_while_it_waits() {
     assert!(waiting.len() >= 3, "slow-spawn messages: {waiting:?}");
     assert!(waiting.last().unwrap().ends_with("Pending (ContainerCreating)"), "{waiting:?}");
     spawner.stop(&prepared).await.unwrap();
-}
-
-/// A policy host over a folder with the example profiles-by-group and GPU pod policies (WebAssembly components
-/// built from `plugins/` by the test build), bound as `policies/` binds them.
-fn example_policies(folder: &Path) -> Arc<PolicyHost> {
-    let components = folder.join("components");
-    std::fs::create_dir_all(&components).unwrap();
-    for (built, name) in [
-        (wasmhub_policy_test_plugins::EXAMPLE_PROFILES_BY_GROUP, "example_profiles_by_group.wasm"),
-        (wasmhub_policy_test_plugins::EXAMPLE_GPU_POD, "example_gpu_pod.wasm"),
-    ] {
-        std::fs::copy(built, components.join(name)).expect("the example components, built by the test build");
-    }
-    let examples = repo_root().join("policies");
-    for file in ["profiles-by-group.yaml", "gpu-pod.yaml"] {
-        std::fs::copy(examples.join(file), folder.join(file)).unwrap();
-    }
-    let host =
-        PolicyHost::start(PolicyHostConfig { folder: Some(folder.to_owned()), ..PolicyHostConfig::default() }).unwrap();
-    for status in host.status() {
-        assert!(status.last_load_error.is_none(), "{}: {:?}", status.name, status.last_load_error);
-    }
-    Arc::new(host)
-}
-
-#[tokio::test]
-async fn profile_and_pod_policies_shape_the_pod() {
-    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
-    let folder = tempfile::tempdir().unwrap();
-    let policy = example_policies(folder.path());
-    let config = load_config(
-        "singleuser:\n  storage:\n    type: none\n  profileList:\n    - display_name: CPU\n      slug: cpu\n      \
-         default: true\n    - display_name: GPU\n      slug: gpu\n      kubespawner_override:\n        image: \
-         quay.io/jupyter/pytorch-notebook:cuda12-latest\n",
-    );
-    let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
-    let settings = KubeSpawnerConfig::from_config(&config, &namespace).unwrap();
-    let spawner = KubeSpawner::new(client, settings, policy).await;
-
-    // bob is not in gpu-users: the profile policy refuses the GPU profile before anything is created.
-    let bob = request("bob", json!({"profile": "gpu"}));
-    let refused = spawner.prepare(&bob).await.unwrap_err();
-    assert!(matches!(refused, SpawnError::Rejected(_)), "{refused}");
-
-    // alice is: her pod gets the profile's image and the GPU pod policy's patch, validated as a Pod.
-    let alice = SpawnRequest { groups: vec!["gpu-users".into()], ..request("alice", json!({"profile": "gpu"})) };
-    let prepared = spawner.prepare(&alice).await.unwrap();
-    let started = spawner.start(&alice, &prepared).await.unwrap();
-    let pod = fake.get(Resource::Pods, fake.namespace(), "jupyter-alice").unwrap();
-    assert_eq!(pod["spec"]["containers"][0]["image"], "quay.io/jupyter/pytorch-notebook:cuda12-latest");
-    assert_eq!(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "1");
-    assert_eq!(pod["spec"]["nodeSelector"]["accelerator"], "nvidia-a100");
-    let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
-    assert!(tolerations.iter().any(|toleration| toleration["key"] == "nvidia.com/gpu"), "{tolerations:?}");
-    spawner.stop(&started.state).await.unwrap();
-
-    // A CPU pod is left as KubeSpawner built it.
-    let carol = SpawnRequest { groups: vec!["gpu-users".into()], ..request("carol", json!({"profile": "cpu"})) };
-    let prepared = spawner.prepare(&carol).await.unwrap();
-    let started = spawner.start(&carol, &prepared).await.unwrap();
-    let pod = fake.get(Resource::Pods, fake.namespace(), "jupyter-carol").unwrap();
-    assert!(pod["spec"]["nodeSelector"].get("accelerator").is_none(), "{}", pod["spec"]);
-    assert!(pod["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu").is_none());
-    spawner.stop(&started.state).await.unwrap();
-    validate_with_kubernetes_validate(&fake);
 }

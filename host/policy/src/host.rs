@@ -149,6 +149,8 @@ struct Shared {
     engine: PolicyEngine,
     config: PolicyHostConfig,
     slots: [HookSlots; 4],
+    /// Decisions asked of each hook ([`PolicyHost::decisions`]).
+    decisions: [AtomicU64; 4],
     /// Only the loader touches this; the lock serialises scans, never calls.
     loader: Mutex<BTreeMap<PathBuf, FileState>>,
 }
@@ -180,8 +182,13 @@ impl PolicyHost {
     /// watcher. A bad policy file is reported in the status, not returned as an error.
     pub fn start(config: PolicyHostConfig) -> Result<PolicyHost, EngineError> {
         let engine = PolicyEngine::new(config.cache_dir.clone())?;
-        let shared =
-            Arc::new(Shared { engine, config, slots: Default::default(), loader: Mutex::new(BTreeMap::new()) });
+        let shared = Arc::new(Shared {
+            engine,
+            config,
+            slots: Default::default(),
+            decisions: Default::default(),
+            loader: Mutex::new(BTreeMap::new()),
+        });
         shared.scan();
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = if shared.config.folder.is_some() && !shared.config.poll_interval.is_zero() {
@@ -235,6 +242,7 @@ impl PolicyHost {
 
     /// The auth hook. Any failure refuses the login; a failing policy can never grant access or admin.
     pub fn authenticate(&self, identity: &Identity) -> AuthDecision {
+        self.count_decision(Hook::Auth);
         let slots = self.slots(Hook::Auth);
         let decision = match slots.enforce.load_full() {
             Some(active) => {
@@ -257,16 +265,9 @@ impl PolicyHost {
 
     /// The profiles a user may see. On failure: the configured safe profiles.
     pub fn visible_profiles(&self, user: &User, profiles: &[Profile]) -> Vec<String> {
+        self.count_decision(Hook::Profiles);
         let slots = self.slots(Hook::Profiles);
-        let visible = match slots.enforce.load_full() {
-            Some(active) => {
-                let report =
-                    active.component.visible_profiles(&active.settings_json, &active.file.limits, user, profiles);
-                active.record.observe(&report);
-                report.result.unwrap_or_else(|_| self.safe_profiles(profiles))
-            }
-            None => native::visible_profiles(&self.shared.config.defaults.profiles, user, profiles),
-        };
+        let visible = self.visible_with(slots.enforce.load_full().as_deref(), user, profiles);
         if let Some(monitor) = slots.monitor.load_full() {
             let report =
                 monitor.component.visible_profiles(&monitor.settings_json, &monitor.file.limits, user, profiles);
@@ -278,8 +279,61 @@ impl PolicyHost {
 
     /// Validates and resolves a choice. On failure: only a safe profile can be started, resolved natively.
     pub fn resolve_profile(&self, user: &User, profiles: &[Profile], choice: &ProfileChoice) -> ProfileResolution {
+        self.count_decision(Hook::Profiles);
         let slots = self.slots(Hook::Profiles);
-        let resolution = match slots.enforce.load_full() {
+        let resolution = self.resolve_with(slots.enforce.load_full().as_deref(), user, profiles, choice);
+        self.monitor_resolution(user, profiles, choice, &resolution);
+        resolution
+    }
+
+    /// A spawn's one profile decision: the choice is resolved, and refused unless the profile is one `user` is
+    /// shown (API clients can name any slug), both answered by the same version of the profiles policy, so a
+    /// hot swap during the decision cannot mix two versions' answers.
+    pub fn choose_profile(&self, user: &User, profiles: &[Profile], choice: &ProfileChoice) -> ProfileResolution {
+        self.count_decision(Hook::Profiles);
+        let slots = self.slots(Hook::Profiles);
+        let active = slots.enforce.load_full();
+        let mut resolution = self.resolve_with(active.as_deref(), user, profiles, choice);
+        if let ProfileResolution::Resolved { profile, .. } = &resolution
+            && !self.visible_with(active.as_deref(), user, profiles).contains(profile)
+        {
+            resolution = ProfileResolution::Rejected { reason: format!("profile {profile:?} is not available to you") };
+        }
+        self.monitor_resolution(user, profiles, choice, &resolution);
+        resolution
+    }
+
+    /// How many decisions each hook has been asked for since start (one per call of `authenticate`,
+    /// `visible_profiles`, `resolve_profile`, `choose_profile`, `mutate_pod`, `decide_cull`), whoever answered
+    /// them: a policy file or the built-in rule.
+    pub fn decisions(&self, hook: Hook) -> u64 {
+        self.shared.decisions[hook.index()].load(Ordering::Relaxed)
+    }
+
+    fn count_decision(&self, hook: Hook) {
+        self.shared.decisions[hook.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn visible_with(&self, active: Option<&ActivePolicy>, user: &User, profiles: &[Profile]) -> Vec<String> {
+        match active {
+            Some(active) => {
+                let report =
+                    active.component.visible_profiles(&active.settings_json, &active.file.limits, user, profiles);
+                active.record.observe(&report);
+                report.result.unwrap_or_else(|_| self.safe_profiles(profiles))
+            }
+            None => native::visible_profiles(&self.shared.config.defaults.profiles, user, profiles),
+        }
+    }
+
+    fn resolve_with(
+        &self,
+        active: Option<&ActivePolicy>,
+        user: &User,
+        profiles: &[Profile],
+        choice: &ProfileChoice,
+    ) -> ProfileResolution {
+        match active {
             Some(active) => {
                 let report =
                     active.component.resolve_choice(&active.settings_json, &active.file.limits, user, profiles, choice);
@@ -287,16 +341,22 @@ impl PolicyHost {
                 report.result.unwrap_or_else(|_| self.resolve_safely(user, profiles, choice))
             }
             None => self.resolve_natively(user, profiles, choice),
-        };
-        if let Some(monitor) = slots.monitor.load_full() {
+        }
+    }
+
+    fn monitor_resolution(
+        &self,
+        user: &User,
+        profiles: &[Profile],
+        choice: &ProfileChoice,
+        decided: &ProfileResolution,
+    ) {
+        if let Some(monitor) = self.slots(Hook::Profiles).monitor.load_full() {
             let report =
                 monitor.component.resolve_choice(&monitor.settings_json, &monitor.file.limits, user, profiles, choice);
             monitor.record.observe(&report);
-            compare(&monitor.record, &report, &resolution, || {
-                format!("choice {:?} of {:?}", choice.profile, user.name)
-            });
+            compare(&monitor.record, &report, decided, || format!("choice {:?} of {:?}", choice.profile, user.name));
         }
-        resolution
     }
 
     fn safe_profiles(&self, profiles: &[Profile]) -> Vec<String> {
@@ -330,6 +390,7 @@ impl PolicyHost {
 
     /// The pods hook: the Pod to create. On failure the spawn fails, unless the policy says `failure: ignore`.
     pub fn mutate_pod(&self, context: &SpawnContext, pod: &serde_json::Value) -> Result<Pod, PodPolicyError> {
+        self.count_decision(Hook::Pods);
         let unmodified = || Box::<Pod>::deserialize(pod).map_err(|error| PodPolicyError::InvalidPod(error.to_string()));
         let slots = self.slots(Hook::Pods);
         let result = match slots.enforce.load_full() {
@@ -370,6 +431,7 @@ impl PolicyHost {
 
     /// The cull hook, once per sweep. On failure the built-in idle rule decides; an error never stops a server.
     pub fn decide_cull(&self, servers: &[CullServer]) -> Vec<CullDecision> {
+        self.count_decision(Hook::Cull);
         let slots = self.slots(Hook::Cull);
         let decisions = match slots.enforce.load_full() {
             Some(active) => {

@@ -9,6 +9,7 @@
 mod api;
 mod error_page;
 mod forward;
+mod hub_routes;
 mod journal;
 mod metrics;
 mod path;
@@ -31,6 +32,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio_util::task::TaskTracker;
 
+pub use hub_routes::Routes;
 pub use journal::JournalError;
 pub use metrics::Metrics;
 pub use store::{RouteError, RouteStore};

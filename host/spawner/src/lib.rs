@@ -31,6 +31,19 @@ pub struct SpawnRequest {
     /// The user's groups and admin flag, for the profile and pod policies.
     pub groups: Vec<String>,
     pub admin: bool,
+    /// The profile the hub resolved from `user_options`; `None` when no profiles are configured.
+    pub profile: Option<ResolvedProfile>,
+}
+
+/// The profile the hub resolved for this spawn through the profiles hook (once per spawn); spawners apply it,
+/// never decide it again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResolvedProfile {
+    /// The chosen profile's slug, which the spawner records with the server.
+    pub slug: String,
+    /// The profile's `kubespawner_override` with the chosen options' overrides merged in, applied over the
+    /// spawner's configured traits.
+    pub kubespawner_override: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The spawner's own record of one server, opaque to the hub, which stores it as text.

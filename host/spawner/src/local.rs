@@ -87,7 +87,15 @@ pub struct LocalProcessSpawner {
 }
 
 impl LocalProcessSpawner {
-    pub fn new(config: LocalSpawnerConfig) -> LocalProcessSpawner {
+    /// A spawner with `config`. Started as root, servers get `--allow-root`: jupyter_server refuses to run as root
+    /// without it, and a hub started as root (a container, a test machine) would see every server exit at start.
+    pub fn new(mut config: LocalSpawnerConfig) -> LocalProcessSpawner {
+        if nix::unistd::geteuid().is_root()
+            && !config.args.iter().chain(config.cmd.iter()).any(|arg| arg == "--allow-root")
+        {
+            tracing::warn!("running as root: single-user servers are started with --allow-root");
+            config.args.push("--allow-root".to_owned());
+        }
         LocalProcessSpawner { config, exited: Arc::default() }
     }
 

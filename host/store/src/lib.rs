@@ -1,17 +1,17 @@
 //! The hub's persistent state: users, groups, roles, services, API tokens, OAuth clients and codes, browser
 //! logins, and servers with their spawn state machine, behind one [`Store`] trait.
 //!
-//! Two implementations share one body of SQL (`sql_store.rs`): [`SqliteStore`] for one machine and
-//! [`PostgresStore`] for a cluster. Each owns its migrations (`migrations/sqlite`, `migrations/postgres`), embedded
-//! in the binary and applied when the store opens. Tokens, OAuth client secrets and authorization codes are stored
-//! as JupyterHub's prefix and salted hash, never in plaintext; a plaintext exists only in the value returned when it
-//! is created.
+//! Two implementations share one body of SQL (`sql/`, one file per area of the trait): [`SqliteStore`] for one
+//! machine and [`PostgresStore`] for a cluster. Each owns its migrations (`migrations/sqlite`, `migrations/postgres`),
+//! embedded in the binary and applied when the store opens. Tokens, OAuth client secrets and authorization codes are
+//! stored as JupyterHub's prefix and salted hash, never in plaintext; a plaintext exists only in the value returned
+//! when it is created.
 
 mod encoding;
 mod error;
 mod postgres;
 mod records;
-mod sql_store;
+mod sql;
 mod sqlite;
 mod verified;
 

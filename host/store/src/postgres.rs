@@ -62,7 +62,7 @@ fn migrator() -> Migrator {
 
 // `COLLATE "C"` sorts names by bytes, as SQLite's default BINARY collation does, whatever the database's locale.
 // Lists of ids and names arrive as one JSON array parameter, unpacked by `jsonb_array_elements_text`.
-crate::sql_store::sql_store!(
+crate::sql::sql_store!(
     PostgresStore,
     sqlx::Postgres,
     case_insensitive_like = "ILIKE",

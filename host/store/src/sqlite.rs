@@ -86,7 +86,7 @@ fn migrator() -> Migrator {
 }
 
 // Lists of ids and names arrive as one JSON array parameter, unpacked by `json_each`.
-crate::sql_store::sql_store!(
+crate::sql::sql_store!(
     SqliteStore,
     sqlx::Sqlite,
     case_insensitive_like = "LIKE",

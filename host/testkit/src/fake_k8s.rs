@@ -92,7 +92,7 @@ impl FakeApiServer {
         let address = listener.local_addr().map_err(FakeError::Bind)?;
         let (kubelet_sender, kubelet_receiver) = mpsc::unbounded_channel();
         let store = store::Store::new(&config.namespaces, config.history_limit, kubelet_sender);
-        let kubelet = kubelet::Kubelet::new(store.clone(), config.kubelet_step, config.grace_scale);
+        let kubelet = kubelet::Kubelet::new(store.clone(), config.kubelet_step, config.grace_scale, address.port());
         tokio::spawn(kubelet.clone().run(kubelet_receiver));
         let (watch_generation, _) = watch::channel(0);
         let shared = Arc::new(api::Shared {

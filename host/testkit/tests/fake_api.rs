@@ -206,3 +206,37 @@ async fn kubelet_scenarios_produce_real_statuses_and_events() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Two fakes running side by side (two tests in parallel) never give their process-backed pods one address: a
+/// hub's readiness probe would find the other test's server and log the user into it.
+#[tokio::test]
+async fn process_backed_pods_of_two_fakes_get_different_addresses() {
+    let work = tempfile::tempdir().unwrap();
+    let mut addresses = Vec::new();
+    let mut fakes = Vec::new();
+    for _ in 0..2 {
+        let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+        let backing = wasmhub_testkit::fake_k8s::ProcessBacking {
+            bin_dir: None,
+            extra_args: Vec::new(),
+            work_dir: work.path().to_owned(),
+        };
+        fake.set_scenario(PodMatch::Any, Scenario::Process(backing));
+        let pods: Api<Pod> = Api::default_namespaced(client(&fake).await);
+        let mut sleeper = pod("jupyter-alice", "x:1");
+        sleeper.spec.as_mut().unwrap().containers[0].command = Some(vec!["sleep".into(), "30".into()]);
+        pods.create(&PostParams::default(), &sleeper).await.unwrap();
+        let mut address = None;
+        for _ in 0..200 {
+            address = pods.get("jupyter-alice").await.unwrap().status.and_then(|status| status.pod_ip);
+            if address.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        addresses.push(address.expect("the pod got an address"));
+        fakes.push(fake);
+    }
+    assert_ne!(addresses[0], addresses[1]);
+    assert!(addresses.iter().all(|address| address.starts_with("127.")), "{addresses:?}");
+}

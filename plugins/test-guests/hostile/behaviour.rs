@@ -1,4 +1,5 @@
-// Shared by the four hostile test guests (included with `include!`): what to do wrong, chosen by settings.
+//! What the four hostile test guests do wrong, chosen by their settings; each guest mounts this file as its
+//! `behaviour` module (`#[path]`).
 
 /// `{"behaviour": "...", "only_for": "name"}`. Behaviours: `ok`, `loop`, `memory-bomb`, `panic`, `malformed`,
 /// `error`, `remember` (fails if it finds what an earlier call wrote), or `bad-settings` (refused by
@@ -8,12 +9,12 @@
 #[serde(default)]
 pub struct Settings {
     behaviour: String,
-    only_for: Option<String>,
+    pub(crate) only_for: Option<String>,
 }
 
 /// Runs the chosen misbehaviour for a call about `user_name`; returns true when the caller should produce
 /// malformed output.
-fn misbehave(settings: &Settings, user_name: &str) -> Result<bool, String> {
+pub(crate) fn misbehave(settings: &Settings, user_name: &str) -> Result<bool, String> {
     if settings.only_for.as_deref().is_some_and(|only_for| only_for != user_name) {
         return Ok(false);
     }
@@ -54,6 +55,10 @@ fn misbehave(settings: &Settings, user_name: &str) -> Result<bool, String> {
     }
 }
 
-fn validate(settings: &Settings) -> Result<(), String> {
-    if settings.behaviour == "bad-settings" { Err("behaviour bad-settings is refused on purpose".to_owned()) } else { Ok(()) }
+pub(crate) fn validate(settings: &Settings) -> Result<(), String> {
+    if settings.behaviour == "bad-settings" {
+        Err("behaviour bad-settings is refused on purpose".to_owned())
+    } else {
+        Ok(())
+    }
 }

@@ -1,7 +1,6 @@
 //! Browser login, sessions, XSRF, the pages around a server and the OAuth2 provider, driven through
 //! `router(...).oneshot(...)` with a cookie jar standing in for the browser.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use axum::http::{Method, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
-use cookie::Cookie;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wasmhub_model::{GroupName, PlainToken, SpawnState, UserName};
@@ -18,7 +16,7 @@ use wasmhub_proxy::{Proxy, ProxyConfig};
 use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig};
 use wasmhub_store::{NewOAuthClient, NewOAuthCode, SqliteStore, Store};
 
-use crate::tests::{Answer, SERVER, call_with};
+use crate::tests::{Answer, Browser, SERVER, call_with, location};
 use crate::{AuthSettings, DummyAuthenticator, Hub, HubConfig, SharedPasswordAuthenticator, router};
 
 const PASSWORD: &str = "the-password";
@@ -57,71 +55,12 @@ async fn login_hub(auth: AuthSettings, edit: impl FnOnce(&mut HubConfig), shared
     } else {
         Arc::new(DummyAuthenticator::new(Some(PASSWORD.into())))
     };
-    let hub = Hub::new(config, store.clone(), Arc::new(spawner), proxy).with_authenticator(authenticator);
+    let hub = Hub::new(config, store.clone(), Arc::new(spawner), Arc::new(proxy)).with_authenticator(authenticator);
     LoginHub { app: router(hub.clone()), store, hub, _dir: dir }
 }
 
 fn allow_all() -> AuthSettings {
     AuthSettings { allow_all: true, ..AuthSettings::default() }
-}
-
-/// A browser: keeps the cookies the hub sets and sends them back.
-#[derive(Default, Clone)]
-struct Browser {
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    async fn request(
-        &mut self,
-        app: &Router,
-        method: Method,
-        uri: &str,
-        body: Option<&str>,
-        extra: &[(&str, &str)],
-    ) -> Answer {
-        let cookie_header =
-            self.cookies.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("; ");
-        let mut headers: Vec<(&str, &str)> = vec![("host", "hub.example.org")];
-        if !cookie_header.is_empty() {
-            headers.push(("cookie", &cookie_header));
-        }
-        headers.extend_from_slice(extra);
-        let answer = call_with(app, method, uri, None, body, &headers).await;
-        for value in answer.headers.get_all(header::SET_COOKIE) {
-            let cookie = Cookie::parse(value.to_str().unwrap().to_owned()).unwrap();
-            if cookie.max_age().is_some_and(|age| age.is_zero()) {
-                self.cookies.remove(cookie.name());
-            } else {
-                self.cookies.insert(cookie.name().to_owned(), cookie.value().to_owned());
-            }
-        }
-        answer
-    }
-
-    async fn get(&mut self, app: &Router, uri: &str) -> Answer {
-        self.request(app, Method::GET, uri, None, &[]).await
-    }
-
-    fn xsrf(&self) -> String {
-        self.cookies.get("_xsrf").cloned().unwrap_or_default()
-    }
-
-    /// Opens the login form and posts it.
-    async fn log_in(&mut self, app: &Router, username: &str, password: &str, next: &str) -> Answer {
-        let form = self.get(app, "/hub/login").await;
-        assert_eq!(form.status, StatusCode::OK, "{}", form.text);
-        let body =
-            serde_urlencoded::to_string([("username", username), ("password", password), ("_xsrf", &self.xsrf())])
-                .unwrap();
-        let uri = format!("/hub/login?next={}", crate::login::encode_query_value(next));
-        self.request(app, Method::POST, &uri, Some(&body), &[("content-type", "application/x-www-form-urlencoded")])
-            .await
-    }
-}
-
-fn location(answer: &Answer) -> &str {
-    answer.headers.get(header::LOCATION).map(|value| value.to_str().unwrap()).unwrap_or_default()
 }
 
 fn set_cookie_line<'a>(answer: &'a Answer, name: &str) -> &'a str {
@@ -632,7 +571,7 @@ async fn logout_stops_servers_only_with_shutdown_on_logout() {
         assert_eq!(state, expected, "shutdown_on_logout = {shutdown_on_logout}");
         // Whatever it left running goes now, so no server outlives the test.
         let stop = hub.store.get_server(&alice, &default).await.unwrap();
-        crate::servers::stop_for_culler(&hub.hub, stop, false).await.unwrap();
+        crate::spawns::stop_if_running(&hub.hub, stop, false).await.unwrap();
     }
 }
 

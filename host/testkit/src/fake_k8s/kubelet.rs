@@ -80,10 +80,15 @@ pub(crate) struct Kubelet {
     step: Duration,
     grace_scale: f64,
     pod_counter: AtomicU32,
+    event_counter: AtomicU32,
+    /// The first two octets after 127 of process-backed pods' addresses: the fake's own API port, which no other
+    /// fake on the machine holds while it runs, so two fakes in parallel tests never give their pods one address
+    /// (a readiness probe would then find the other test's server).
+    loopback_prefix: (u8, u8),
 }
 
 impl Kubelet {
-    pub(crate) fn new(store: Arc<Store>, step: Duration, grace_scale: f64) -> Arc<Kubelet> {
+    pub(crate) fn new(store: Arc<Store>, step: Duration, grace_scale: f64, api_port: u16) -> Arc<Kubelet> {
         Arc::new(Kubelet {
             store,
             rules: Mutex::new(Vec::new()),
@@ -91,6 +96,8 @@ impl Kubelet {
             step,
             grace_scale,
             pod_counter: AtomicU32::new(0),
+            event_counter: AtomicU32::new(0),
+            loopback_prefix: ((api_port >> 8) as u8, (api_port & 0xff) as u8),
         })
     }
 
@@ -148,7 +155,7 @@ impl Kubelet {
     fn event(&self, pod: &Value, component: &str, event_type: &str, reason: &str, message: &str) {
         let namespace = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
         let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let counter = self.pod_counter.fetch_add(1, Ordering::Relaxed);
+        let counter = self.event_counter.fetch_add(1, Ordering::Relaxed);
         let timestamp = now();
         let mut involved = json!({
             "apiVersion": "v1",
@@ -243,8 +250,9 @@ impl Kubelet {
         let started_at = now();
         let pod_ip = match &scenario {
             Scenario::Process(_) => {
-                let index = self.pod_counter.fetch_add(1, Ordering::Relaxed) % 60_000 + 1;
-                format!("127.0.{}.{}", 1 + index / 250, index % 250 + 1)
+                let index = self.pod_counter.fetch_add(1, Ordering::Relaxed) % 254 + 1;
+                let (high, low) = self.loopback_prefix;
+                format!("127.{high}.{low}.{index}")
             }
             _ => {
                 let index = self.pod_counter.fetch_add(1, Ordering::Relaxed) % 60_000 + 1;

@@ -3,7 +3,10 @@
 
 use wasmhub_policy_sdk::auth::{AdminChange, Allowed, AuthPolicy, Decision, Identity};
 
-include!("../../hostile/behaviour.rs");
+#[path = "../../hostile/behaviour.rs"]
+mod behaviour;
+
+use behaviour::{Settings, misbehave, validate};
 
 pub struct Hostile;
 

@@ -2,7 +2,10 @@
 
 use wasmhub_policy_sdk::cull::{Action, CullPolicy, Decision, Server};
 
-include!("../../hostile/behaviour.rs");
+#[path = "../../hostile/behaviour.rs"]
+mod behaviour;
+
+use behaviour::{Settings, misbehave, validate};
 
 pub struct Hostile;
 
@@ -14,11 +17,17 @@ impl CullPolicy for Hostile {
     }
 
     fn decide(settings: &Settings, servers: Vec<Server>) -> Result<Vec<Decision>, String> {
-        let user_name = servers.iter().map(|server| server.user.name.as_str()).find(|name| Some(*name) == settings.only_for.as_deref()).unwrap_or("");
+        let user_name = servers
+            .iter()
+            .map(|server| server.user.name.as_str())
+            .find(|name| Some(*name) == settings.only_for.as_deref())
+            .unwrap_or("");
         let malformed = misbehave(settings, user_name)?;
         // Malformed: one decision too many, so the host cannot pair decisions with servers.
         let count = if malformed { servers.len() + 1 } else { servers.len() };
-        Ok((0..count).map(|_| Decision { action: Action::Keep, reason: "hostile guest keeps everything".to_owned() }).collect())
+        Ok((0..count)
+            .map(|_| Decision { action: Action::Keep, reason: "hostile guest keeps everything".to_owned() })
+            .collect())
     }
 }
 

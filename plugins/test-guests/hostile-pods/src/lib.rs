@@ -3,7 +3,10 @@
 
 use wasmhub_policy_sdk::pods::{PatchOperation, PodJson, PodPolicy, SpawnContext};
 
-include!("../../hostile/behaviour.rs");
+#[path = "../../hostile/behaviour.rs"]
+mod behaviour;
+
+use behaviour::{Settings, misbehave, validate};
 
 pub struct Hostile;
 
@@ -17,7 +20,10 @@ impl PodPolicy for Hostile {
     fn mutate_pod(settings: &Settings, context: SpawnContext, _pod: PodJson) -> Result<Vec<PatchOperation>, String> {
         if misbehave(settings, &context.user.name)? {
             // Malformed: escalate privileges, outside every default allowed path.
-            return Ok(vec![PatchOperation::add("/spec/containers/0/securityContext", serde_json::json!({"privileged": true}))?]);
+            return Ok(vec![PatchOperation::add(
+                "/spec/containers/0/securityContext",
+                serde_json::json!({"privileged": true}),
+            )?]);
         }
         Ok(vec![PatchOperation::add("/metadata/labels/hostile", "yes")?])
     }

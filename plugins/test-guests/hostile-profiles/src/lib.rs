@@ -1,10 +1,13 @@
 //! Test guest: a profiles policy that misbehaves as its settings say (see `../hostile/behaviour.rs`). When it
 //! behaves, it shows every profile.
 
-use wasmhub_policy_sdk::profiles::{Choice, Profile, ProfilePolicy, Resolution, Resolved};
 use wasmhub_policy_sdk::User;
+use wasmhub_policy_sdk::profiles::{Choice, Profile, ProfilePolicy, Resolution, Resolved};
 
-include!("../../hostile/behaviour.rs");
+#[path = "../../hostile/behaviour.rs"]
+mod behaviour;
+
+use behaviour::{Settings, misbehave, validate};
 
 pub struct Hostile;
 
@@ -24,7 +27,12 @@ impl ProfilePolicy for Hostile {
         Ok(slugs)
     }
 
-    fn resolve_choice(settings: &Settings, user: User, _profiles: Vec<Profile>, choice: Choice) -> Result<Resolution, String> {
+    fn resolve_choice(
+        settings: &Settings,
+        user: User,
+        _profiles: Vec<Profile>,
+        choice: Choice,
+    ) -> Result<Resolution, String> {
         let malformed = misbehave(settings, &user.name)?;
         let override_json = if malformed { "[1, 2]".to_owned() } else { "{}".to_owned() };
         Ok(Resolution::Resolved(Resolved { profile: choice.profile, override_json }))

@@ -1,0 +1,108 @@
+//! The config file translated into the settings of each part `wasmhub serve` wires: the hub's [`HubConfig`],
+//! the state it writes at start, what runs beside it, and the login rules. Nothing here decides behaviour; each
+//! part owns what its settings mean.
+
+use std::time::Duration;
+
+use wasmhub_config::{Config, SpawnerKind};
+use wasmhub_hub::{AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState};
+
+/// The hub's settings; `hub_url` is where local clients reach the hub's listener (`http://127.0.0.1:8081`).
+pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> anyhow::Result<HubConfig> {
+    let spawner = &config.hub.config.spawner;
+    let base_url = HubConfig::normalised_base_url(&config.hub.base_url);
+    let mut environment = config.singleuser.extra_env.clone();
+    environment.extend(spawner.environment.clone());
+    // KubeSpawner's initialisation (slugs, defaults) once at start, so a malformed list stops the hub here.
+    let profile_list: Vec<serde_json::Value> =
+        config.singleuser.profile_list.iter().map(|profile| profile.to_json()).collect();
+    let profiles = wasmhub_policy::hooks::initialize_profiles(&profile_list)
+        .map_err(|error| anyhow::anyhow!("singleuser.profileList: {error}"))?;
+    Ok(HubConfig {
+        hub_api_url: format!("{hub_url}{base_url}hub/api"),
+        base_url,
+        allow_named_servers: config.hub.allow_named_servers,
+        start_timeout: Duration::from_secs(spawner.start_timeout.unwrap_or(config.singleuser.start_timeout)),
+        http_timeout: Duration::from_secs(spawner.http_timeout),
+        concurrent_spawn_limit: config.hub.concurrent_spawn_limit.max(1) as usize,
+        default_url: spawner.default_url.clone().or_else(|| config.singleuser.default_url.clone()),
+        notebook_dir: spawner.notebook_dir.clone(),
+        environment,
+        spawner_class: match config.wasmhub.spawner {
+            SpawnerKind::Noop => "wasmhub.NoopSpawner".to_owned(),
+            SpawnerKind::Kubernetes => "kubespawner.KubeSpawner".to_owned(),
+            SpawnerKind::Local => "wasmhub.LocalProcessSpawner".to_owned(),
+        },
+        authenticator_class: format!("{:?}", config.hub.config.jupyterhub.authenticator_class),
+        allow_existing_users: config.auth_rules().allow_existing_users,
+        auth,
+        shutdown_on_logout: config.hub.config.jupyterhub.shutdown_on_logout,
+        cookie_max_age: Duration::try_from_secs_f64(config.hub.config.jupyterhub.cookie_max_age_days * 86_400.0)
+            .unwrap_or(HubConfig::default().cookie_max_age),
+        profiles,
+        template_paths: config.hub.config.jupyterhub.template_paths.clone(),
+        ..HubConfig::default()
+    })
+}
+
+/// `hub.services`, `hub.loadRoles` and the admin and allowed users.
+pub(crate) fn startup_state(config: &Config) -> StartupState {
+    let rules = config.auth_rules();
+    StartupState {
+        services: config
+            .hub
+            .services
+            .iter()
+            .map(|(name, service)| ServiceSpec {
+                name: name.clone(),
+                admin: service.admin,
+                api_token: service.api_token.clone(),
+            })
+            .collect(),
+        roles: config
+            .hub
+            .load_roles
+            .iter()
+            .map(|(name, role)| RoleSpec {
+                name: name.clone(),
+                description: role.description.clone(),
+                scopes: role.scopes.clone(),
+                users: role.users.clone(),
+                services: role.services.clone(),
+                groups: role.groups.clone(),
+            })
+            .collect(),
+        admin_users: rules.admin_users.iter().cloned().collect(),
+        allowed_users: rules.allowed_users.iter().cloned().collect(),
+    }
+}
+
+/// The supervisor's poll interval and the built-in culler (`cull.*`).
+pub(crate) fn run_settings(config: &Config) -> RunSettings {
+    let cull = &config.cull;
+    RunSettings {
+        poll_interval: Duration::from_secs(config.hub.config.spawner.poll_interval.max(1)),
+        culler: cull.enabled.then(|| CullerConfig {
+            every: Duration::from_secs(cull.every),
+            concurrency: cull.concurrency as usize,
+            cull_admin_users: cull.admin_users,
+            cull_users_after: cull.users.then(|| Duration::from_secs(cull.timeout)),
+        }),
+    }
+}
+
+/// `Authenticator` and the chosen class's section as the login rules the auth hook applies natively.
+pub(crate) fn auth_settings(config: &Config) -> AuthSettings {
+    let rules = config.auth_rules();
+    let authenticator = &config.hub.config.authenticator;
+    AuthSettings {
+        username_map: authenticator.username_map.clone(),
+        username_pattern: authenticator.username_pattern.clone(),
+        allow_all: rules.allow_all,
+        allowed_users: rules.allowed_users.clone(),
+        blocked_users: rules.blocked_users.clone(),
+        admin_users: rules.admin_users.clone(),
+        manage_groups: authenticator.manage_groups,
+        ..AuthSettings::default()
+    }
+}

@@ -1,0 +1,116 @@
+//! One decision per hook per spawn: a spawn from the form and one from the REST API, through the Kubernetes
+//! spawner against the fake API server, each ask the profiles hook once and the pods hook once, counted at the
+//! policy host, and the pod carries the profile's override.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig, apply_override, kubespawner_defaults};
+use wasmhub_model::{ServerName, SpawnState, UserName};
+use wasmhub_policy::hooks::{Hook, initialize_profiles};
+use wasmhub_policy::native::NativeDefaults;
+use wasmhub_policy::{PolicyHost, PolicyHostConfig};
+use wasmhub_proxy::{Proxy, ProxyConfig};
+use wasmhub_store::{SqliteStore, Store};
+use wasmhub_testkit::fake_k8s::{FakeApiServer, FakeConfig, PodMatch, ProcessBacking, Resource, Scenario};
+
+use crate::tests::{Browser, SERVER, call, location, user_with_token};
+use crate::{AuthSettings, DummyAuthenticator, Hub, HubConfig, PolicyPods, router};
+
+const PASSWORD: &str = "the-password";
+
+#[tokio::test]
+async fn a_spawn_from_the_form_and_one_from_the_api_each_ask_the_profiles_and_pods_hooks_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    // Each pod is a local process on its own loopback address, answering the hub's readiness probe.
+    let backing = ProcessBacking { bin_dir: None, extra_args: Vec::new(), work_dir: dir.path().join("pods") };
+    fake.set_scenario(PodMatch::Any, Scenario::Process(backing));
+    let auth = AuthSettings { allow_all: true, ..AuthSettings::default() };
+    let policy = Arc::new(
+        PolicyHost::start(PolicyHostConfig {
+            defaults: NativeDefaults { auth: auth.clone(), ..NativeDefaults::default() },
+            ..PolicyHostConfig::default()
+        })
+        .unwrap(),
+    );
+    let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
+    let mut traits = kubespawner_defaults();
+    let command = json!({ "cmd": ["python3", "-c", SERVER], "storage_pvc_ensure": false });
+    apply_override(&mut traits, command.as_object().unwrap());
+    let settings = KubeSpawnerConfig {
+        namespace: namespace.clone(),
+        traits,
+        hub_instance: "decisions".into(),
+        hub_connect_url: None,
+        delete_grace_period: 1,
+        unschedulable_timeout: Duration::from_secs(5),
+        stop_timeout: Duration::from_secs(10),
+        collect_orphans: false,
+        slow_spawn_interval: Duration::from_secs(10),
+    };
+    let spawner = KubeSpawner::new(client, settings, Arc::new(PolicyPods::new(policy.clone()))).await;
+    let profiles = initialize_profiles(&[
+        json!({ "display_name": "Small", "slug": "small", "default": true }),
+        json!({ "display_name": "Large", "slug": "large", "kubespawner_override": { "cpu_limit": 2.0 } }),
+    ])
+    .unwrap();
+    let config = HubConfig { auth, profiles, http_timeout: Duration::from_secs(20), ..HubConfig::default() };
+    let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
+    let proxy = Proxy::new(ProxyConfig::default()).await.unwrap();
+    let hub = Hub::new(config, store.clone(), Arc::new(spawner), Arc::new(proxy))
+        .with_authenticator(Arc::new(DummyAuthenticator::new(Some(PASSWORD.into()))))
+        .with_policy(policy.clone());
+    let app = router(hub);
+    let decisions = || (policy.decisions(Hook::Profiles), policy.decisions(Hook::Pods));
+
+    // alice spawns from the form.
+    let mut browser = Browser::default();
+    let login = browser.log_in(&app, "alice", PASSWORD, "/hub/home").await;
+    assert_eq!(login.status, StatusCode::FOUND, "{}", login.text);
+    let before = decisions();
+    let form = serde_urlencoded::to_string([("profile", "large"), ("_xsrf", &browser.xsrf())]).unwrap();
+    let spawned = browser
+        .request(
+            &app,
+            Method::POST,
+            "/hub/spawn",
+            Some(&form),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    if spawned.status != StatusCode::FOUND {
+        let server = store.get_server(&UserName::parse("alice").unwrap(), &ServerName::default_server()).await;
+        panic!("the form's spawn answered {}: {:?}", spawned.status, server.map(|server| server.failure));
+    }
+    assert!(location(&spawned).contains("alice"), "{}", location(&spawned));
+    wait_running(store.as_ref(), "alice").await;
+    assert_eq!(decisions(), (before.0 + 1, before.1 + 1), "one profiles and one pods decision for the form's spawn");
+    let pod = fake.get(Resource::Pods, &namespace, "jupyter-alice").expect("alice's pod");
+    assert_eq!(pod.pointer("/spec/containers/0/resources/limits/cpu"), Some(&Value::from("2")));
+
+    // bob spawns through the REST API with the default profile.
+    let token = user_with_token(store.as_ref(), "bob", false, &["servers!user=bob"]).await;
+    let before = decisions();
+    let answer = call(&app, Method::POST, "/hub/api/users/bob/server", Some(&token), Some("{}")).await;
+    assert!(answer.status.is_success(), "{}", answer.text);
+    wait_running(store.as_ref(), "bob").await;
+    assert_eq!(decisions(), (before.0 + 1, before.1 + 1), "one profiles and one pods decision for the API's spawn");
+    let pod = fake.get(Resource::Pods, &namespace, "jupyter-bob").expect("bob's pod");
+    assert_eq!(pod.pointer("/spec/containers/0/resources/limits/cpu"), None);
+}
+
+async fn wait_running(store: &SqliteStore, user: &str) {
+    let (name, default) = (UserName::parse(user).unwrap(), ServerName::default_server());
+    for _ in 0..300 {
+        let server = store.get_server(&name, &default).await.unwrap();
+        match server.state {
+            SpawnState::Running => return,
+            SpawnState::Failed => panic!("{user}'s spawn failed: {:?}", server.failure),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("{user}'s server did not start within 30 s");
+}
