@@ -1,6 +1,7 @@
 //! Workspace tidiness, checked from `cargo metadata` and the source tree: workspace crates depend on each other
-//! only as the table below allows, wasmtime stays inside wasmhub-policy, and every Rust file opens with a `//!`
-//! line that says what it is.
+//! only as the table below allows, wasmtime stays inside wasmhub-policy, every Rust file opens with a `//!` line
+//! that says what it is, the hub's rooms import each other without cycles, and every function ARCHITECTURE.md's
+//! request paths name exists in the file it names.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -256,4 +257,111 @@ fn every_rust_file_opens_with_a_doc_comment_saying_what_it_is() {
          attributes go after the `//!` block):\n  {}",
         lacking.join("\n  ")
     );
+}
+
+/// The room of a file of `host/hub/src`: its first path component without `.rs` (`spawns/mod.rs` is `spawns`).
+fn hub_room(relative: &Path) -> String {
+    let first = relative.components().next().expect("a path inside host/hub/src");
+    first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned()
+}
+
+/// The first names of what follows a `crate::`: one name, or each item of a `{...}` group.
+fn referenced_items(after: &str) -> Vec<String> {
+    let name = |text: &str| -> String {
+        text.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+    };
+    let Some(group) = after.strip_prefix('{') else { return vec![name(after)] };
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (index, character) in group.char_indices() {
+        match character {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(name(&group[start..index]));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(name(&group[start..index]));
+                start = index + 1;
+            }
+            _ => {}
+        }
+    }
+    items
+}
+
+#[test]
+fn the_hubs_rooms_import_each_other_without_cycles() {
+    let source = workspace_root().join("host/hub/src");
+    let mut files = Vec::new();
+    rust_files(&source, &mut files);
+    let mut rooms: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in &files {
+        let relative = path.strip_prefix(&source).expect("under host/hub/src");
+        let room = hub_room(relative);
+        // The crate root and the shared test helpers may reach every room.
+        if room == "lib" || room == "tests" {
+            continue;
+        }
+        // Tests may reach across rooms (test modules in their own files, or after `#[cfg(test)]`); only the code's
+        // own imports make the architecture.
+        let file_name = relative.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+        if file_name == "tests.rs" || file_name.ends_with("_tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let used = rooms.entry(room.clone()).or_default();
+        for reference in code.split("crate::").skip(1) {
+            for name in referenced_items(reference) {
+                let is_room = source.join(format!("{name}.rs")).exists() || source.join(&name).is_dir();
+                if is_room && name != room && name != "tests" {
+                    used.insert(name);
+                }
+            }
+        }
+    }
+    // Every cycle shows as a room that reaches itself.
+    let mut cycles = Vec::new();
+    for start in rooms.keys() {
+        let mut seen = BTreeSet::new();
+        let mut queue: VecDeque<Vec<String>> = VecDeque::from([vec![start.clone()]]);
+        while let Some(path) = queue.pop_front() {
+            let last = path.last().expect("non-empty");
+            for next in rooms.get(last).into_iter().flatten() {
+                if next == start {
+                    cycles.push(format!("{} -> {start}", path.join(" -> ")));
+                } else if seen.insert(next.clone()) {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    queue.push_back(longer);
+                }
+            }
+        }
+    }
+    assert!(rooms.len() >= 8, "found only the rooms {:?} in host/hub/src", rooms.keys());
+    assert!(cycles.is_empty(), "host/hub/src's rooms import each other in a cycle:\n  {}", cycles.join("\n  "));
+}
+
+#[test]
+fn every_function_architecture_md_names_in_a_request_path_exists() {
+    let root = workspace_root();
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let section = text.split("## Request paths").nth(1).expect("ARCHITECTURE.md has a `## Request paths` section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for quoted in section.split('`').skip(1).step_by(2) {
+        let Some((file, function)) = quoted.split_once(".rs::") else { continue };
+        named += 1;
+        let path = root.join(format!("{file}.rs"));
+        let source = std::fs::read_to_string(&path).unwrap_or_default();
+        let defined = source.contains(&format!("fn {function}(")) || source.contains(&format!("fn {function}<"));
+        if !defined {
+            missing.push(format!("{file}.rs::{function}"));
+        }
+    }
+    assert!(named >= 20, "ARCHITECTURE.md's request paths name only {named} functions as `file.rs::function`");
+    assert!(missing.is_empty(), "ARCHITECTURE.md names functions that do not exist:\n  {}", missing.join("\n  "));
 }

@@ -230,7 +230,7 @@ async fn spawner(config: &Config, policy: &Arc<PolicyHost>) -> anyhow::Result<Ar
             let (client, default_namespace) = KubeSpawner::client(kubernetes.kubeconfig.as_deref())
                 .await
                 .context("wasmhub.kubernetes.kubeconfig: cannot reach the cluster")?;
-            let settings: KubeSpawnerConfig = crate::kube_settings::kube_spawner_config(config, &default_namespace)
+            let settings: KubeSpawnerConfig = settings::kube::kube_spawner_config(config, &default_namespace)
                 .context("the Kubernetes spawner's settings (singleuser, hub.config.KubeSpawner)")?;
             tracing::info!(namespace = %settings.namespace, "spawning servers as Kubernetes pods");
             let pods = Arc::new(wasmhub_hub::PolicyPods::new(policy.clone()));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::StreamExt;
 use wasmhub_model::SpawnState;
-use wasmhub_policy::hooks::{CullAction, CullServer, User as PolicyUser};
+use wasmhub_policy::hooks::{CullAction, CullServer};
 use wasmhub_store::{Server, StoreError, UserQuery, UserState};
 
 use crate::Hub;
@@ -39,15 +39,7 @@ pub struct CullSweep {
 impl Hub {
     /// Sweeps every `config.every` until `shutdown` resolves.
     pub async fn run_culler(&self, config: CullerConfig, shutdown: impl std::future::Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(config.every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = ticker.tick() => {}
-            }
+        crate::periodic::every(config.every, shutdown, || async {
             match self.cull_once(&config).await {
                 Ok(sweep) if !sweep.stopped.is_empty() || !sweep.users_deleted.is_empty() => {
                     tracing::info!(
@@ -60,7 +52,8 @@ impl Hub {
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "cull sweep"),
             }
-        }
+        })
+        .await;
     }
 
     /// One sweep: decide for every active server, then stop what the hook says to stop.
@@ -84,11 +77,7 @@ impl Hub {
             let last_activity = server.last_activity.unwrap_or(started).max(started);
             let seconds = |delta: chrono::TimeDelta| u64::try_from(delta.num_seconds()).unwrap_or(0);
             let hook_server = CullServer {
-                user: PolicyUser {
-                    name: user.name.to_string(),
-                    admin: user.admin,
-                    groups: user.groups.iter().map(|group| group.to_string()).collect(),
-                },
+                user: crate::policy::policy_user(&user),
                 name: server.name.to_string(),
                 profile: profile_of(&server),
                 ready: server.state == SpawnState::Running,

@@ -4,7 +4,7 @@
 //! The rooms: `access/` (who is calling and what they may do), `api/` (the REST resources), `pages/` (what a
 //! browser sees), `login/` and `oauth/` (how a browser and a single-user server log in), `spawns/` (the one way a
 //! server starts or stops, and adoption), `policy/` (the policy host behind async calls), `culler.rs`,
-//! `metrics.rs`, `openapi.rs` (the table of operations) and `urls.rs`. No room imports a room that imports it.
+//! `metrics.rs`, `openapi.rs` (the table of operations), `periodic.rs`, `run.rs`, `startup.rs` and `urls.rs`. No room imports a room that imports it.
 //!
 //! [`router`] builds the whole axum app from a [`Hub`], so tests drive it with `tower::ServiceExt::oneshot`;
 //! [`serve`] runs it on a listener the caller bound, until the shutdown future resolves. JupyterHub's JSON exists
@@ -19,6 +19,7 @@ mod metrics;
 mod oauth;
 mod openapi;
 mod pages;
+mod periodic;
 mod policy;
 mod run;
 mod spawns;

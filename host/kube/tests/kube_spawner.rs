@@ -6,7 +6,7 @@
 //! policy host, in `tests/tests/kube_policies.rs`.
 //!
 //! This crate does not read configuration: each test spawns with the traits in `tests/settings/<name>.json`, which
-//! `host/cli`'s `kube_settings` tests keep equal to what the configuration beside them translates to. Where a
+//! `host/cli`'s `settings::kube` tests keep equal to what the configuration beside them translates to. Where a
 //! profile is configured, the test passes the profile the hub resolves (the native rule: the profile's
 //! `kubespawner_override`, the chosen options' overrides merged in), written out.
 //!

@@ -16,6 +16,15 @@ use wasmhub_policy::hooks::{
     AuthDecision, CullDecision, CullServer, Identity, Profile, ProfileChoice, ProfileResolution, User,
 };
 
+/// A stored user as every hook sees them.
+pub(crate) fn policy_user(user: &wasmhub_store::User) -> User {
+    User {
+        name: user.name.to_string(),
+        admin: user.admin,
+        groups: user.groups.iter().map(|group| group.to_string()).collect(),
+    }
+}
+
 /// The policy host behind async calls. Cheap to clone.
 #[derive(Clone)]
 pub struct Policies {

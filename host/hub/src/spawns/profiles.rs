@@ -3,23 +3,16 @@
 //! spawner then applies without deciding again.
 
 use serde_json::{Map, Value};
-use wasmhub_policy::hooks::{self, OptionChoice, OptionValue, Profile, ProfileChoice, ProfileResolution};
+use wasmhub_policy::hooks::{OptionChoice, OptionValue, Profile, ProfileChoice, ProfileResolution};
 use wasmhub_spawner::ResolvedProfile;
 use wasmhub_store::User;
 
 use crate::Hub;
+use crate::policy::policy_user;
 
 /// KubeSpawner's value of a select whose free-text field holds the choice.
 const UNLISTED: &str = "unlisted-choice";
 pub(crate) const UNLISTED_SUFFIX: &str = "--unlisted-choice";
-
-fn policy_user(user: &User) -> hooks::User {
-    hooks::User {
-        name: user.name.to_string(),
-        admin: user.admin,
-        groups: user.groups.iter().map(|group| group.to_string()).collect(),
-    }
-}
 
 /// The configured profiles `user` may see, in configured order.
 pub(crate) async fn visible(hub: &Hub, user: &User) -> Vec<Profile> {

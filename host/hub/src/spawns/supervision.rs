@@ -265,22 +265,15 @@ impl Hub {
     /// one loses its route and is put at rest), and copies the proxy's per-route activity into the store, so the
     /// idle culler sees traffic that went through the proxy.
     pub async fn supervise(&self, poll_interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(poll_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = ticker.tick() => {}
-            }
+        crate::periodic::every(poll_interval, shutdown, || async {
             if let Err(error) = self.poll_running().await {
                 tracing::warn!(%error, "polling running servers");
             }
             if let Err(error) = self.sync_route_activity().await {
                 tracing::warn!(%error, "copying proxy activity into the store");
             }
-        }
+        })
+        .await;
     }
 
     /// One round of JupyterHub's `poll_and_notify` over every running server.

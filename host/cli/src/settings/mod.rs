@@ -1,6 +1,8 @@
-//! The config file translated into the settings of each part `wasmhub serve` wires: the hub's [`HubConfig`],
-//! the state it writes at start, what runs beside it, and the login rules. Nothing here decides behaviour; each
-//! part owns what its settings mean.
+//! The config file translated into the settings of each part `wasmhub serve` wires, in this one place: the hub's
+//! [`HubConfig`], the state it writes at start, what runs beside it, the login rules, and the Kubernetes spawner's
+//! traits (`kube.rs`). Nothing here decides behaviour; each part owns what its settings mean.
+
+pub(crate) mod kube;
 
 use std::time::Duration;
 
