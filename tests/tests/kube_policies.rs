@@ -77,7 +77,7 @@ fn resolve(policy: &PolicyHost, profiles: &[Profile], request: SpawnRequest) -> 
     let user = User { name: request.user.clone(), admin: request.admin, groups: request.groups.clone() };
     let slug = request.user_options.get("profile").and_then(Value::as_str).unwrap_or_default();
     let choice = ProfileChoice { profile: slug.to_owned(), options: Vec::new() };
-    match policy.resolve_profile(&user, profiles, &choice) {
+    match policy.choose_profile(&user, profiles, &choice) {
         ProfileResolution::Resolved { profile, kubespawner_override } => {
             let kubespawner_override = kubespawner_override.as_object().cloned().unwrap_or_default();
             Ok(SpawnRequest { profile: Some(ResolvedProfile { slug: profile, kubespawner_override }), ..request })

@@ -118,16 +118,20 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         }
     };
     tokio::spawn(hub_stopping);
-    let proxy_task = tokio::spawn(wasmhub_proxy::server::run(
-        proxy.clone(),
-        Listeners { proxy: proxy_listener, api: api_listener, metrics: None, redirect: None },
-        shutdown.clone().cancelled_owned(),
-    ));
+    // The proxy starts once the servers are adopted, so until then a browser finds nothing listening rather than a
+    // hub that cannot answer yet.
+    let mut proxy_task = None;
     let serve_in_process = |hub: &Hub| {
-        if let Err(error) = proxy.serve_locally(&hub_target, in_process_service(hub, in_process.clone())) {
-            tracing::error!(%error, "serving the hub in process; the proxy reaches it over its listener");
-        }
+        proxy
+            .serve_locally(&hub_target, in_process_service(hub, in_process.clone()))
+            .map_err(|error| format!("serving the hub in process: {error}"))?;
+        proxy_task = Some(tokio::spawn(wasmhub_proxy::server::run(
+            proxy.clone(),
+            Listeners { proxy: proxy_listener, api: api_listener, metrics: None, redirect: None },
+            shutdown.clone().cancelled_owned(),
+        )));
         tracing::info!(public = %public_address, hub = %hub_address, "wasmhub is up: open http://{public_address}/");
+        Ok(())
     };
     let drain_in_process = || async {
         proxy.stop_serving_locally();
@@ -135,7 +139,9 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         in_process.wait().await;
     };
     wasmhub_hub::run(hub, hub_listener, run_settings, shutdown.clone(), serve_in_process, drain_in_process).await?;
-    let _ = proxy_task.await;
+    if let Some(proxy_task) = proxy_task {
+        let _ = proxy_task.await;
+    }
     Ok(())
 }
 

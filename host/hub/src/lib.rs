@@ -3,8 +3,9 @@
 //!
 //! The rooms: `access/` (who is calling and what they may do), `api/` (the REST resources), `pages/` (what a
 //! browser sees), `login/` and `oauth/` (how a browser and a single-user server log in), `spawns/` (the one way a
-//! server starts or stops, and adoption), `policy/` (the policy host behind async calls), `culler.rs`,
-//! `metrics.rs`, `openapi.rs` (the table of operations), `periodic.rs`, `run.rs`, `startup.rs` and `urls.rs`. No room imports a room that imports it.
+//! server starts or stops, and adoption), `policy/` (the policy host behind async calls), and the files
+//! `culler.rs`, `error.rs`, `metrics.rs`, `openapi.rs` (the table of operations), `periodic.rs`, `run.rs`,
+//! `startup.rs` and `urls.rs`. No room imports a room that imports it (`tests/tests/tidy.rs` checks).
 //!
 //! [`router`] builds the whole axum app from a [`Hub`], so tests drive it with `tower::ServiceExt::oneshot`;
 //! [`serve`] runs it on a listener the caller bound, until the shutdown future resolves. JupyterHub's JSON exists
@@ -202,7 +203,7 @@ impl Hub {
     /// [`Hub::with_policy`] gives it the site's policy host.
     ///
     /// # Panics
-    /// If the policy engine cannot start (no threads or no address space left): nothing could be decided.
+    /// Never in practice: a policy host without a policies folder starts no engine and has nothing to fail.
     pub fn new(config: HubConfig, store: Arc<dyn Store>, spawner: Arc<dyn Spawner>, routes: Arc<dyn Routes>) -> Hub {
         let probe = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -371,7 +372,8 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     response
 }
 
-/// Adds `X-JupyterHub-Version` everywhere, and gives errors produced outside our handlers (axum's own 405s and
+/// Adds `X-JupyterHub-Version`, `Content-Security-Policy: frame-ancestors 'self'` and
+/// `X-Content-Type-Options: nosniff` everywhere, and gives errors produced outside our handlers (axum's own 405s and
 /// extractor rejections) JupyterHub's JSON shape.
 async fn jupyterhub_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
@@ -395,6 +397,11 @@ async fn jupyterhub_headers(request: Request, next: Next) -> Response {
             response.headers_mut().insert(header::ALLOW, allow);
         }
     }
-    response.headers_mut().insert("x-jupyterhub-version", HeaderValue::from_static(JUPYTERHUB_VERSION));
+    let headers = response.headers_mut();
+    headers.insert("x-jupyterhub-version", HeaderValue::from_static(JUPYTERHUB_VERSION));
+    // As JupyterHub: no other site may frame the hub's pages (clickjacking), and no browser may guess a content
+    // type other than the one sent.
+    headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static("frame-ancestors 'self'"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }

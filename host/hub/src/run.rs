@@ -1,4 +1,4 @@
-//! A hub's life as a server, start to end: adopt what an earlier process left (before anything is answered), then
+//! A hub's life as a server, start to end: adopt what an earlier process left (before the hub answers anything), then
 //! serve, poll servers and cull until a signal or `POST /hub/api/shutdown`, then let requests in flight finish
 //! and, when the shutdown request asked for it, stop every server. A signal leaves servers running for the next
 //! start to adopt, as JupyterHub does with `cleanup_servers = False`.
@@ -26,6 +26,8 @@ pub struct RunSettings {
 pub enum RunError {
     #[error("adopting servers from the previous run: {0}")]
     Adopt(StoreError),
+    #[error("{0}")]
+    Serving(String),
     #[error("serving the hub: {0}")]
     Serve(std::io::Error),
     #[error("stopping servers at shutdown: {0}")]
@@ -34,8 +36,8 @@ pub enum RunError {
 
 /// Runs `hub` on `listener` until `shutdown` is cancelled or a shutdown is requested through the API.
 ///
-/// `serving` is called once adoption is done, so whatever else routes requests to the hub (the built-in proxy's
-/// in-process target) starts only then; `drained` is awaited after the listener stopped and before servers are
+/// `serving` is called once adoption is done, so whatever else routes requests to the hub (the built-in proxy and
+/// its in-process target) starts only then; its error stops the hub; `drained` is awaited after the listener stopped and before servers are
 /// stopped, so the caller can wait for the requests it routed. `shutdown` is cancelled on the way out, which also
 /// ends the supervisor and the culler.
 pub async fn run<F: Future<Output = ()>>(
@@ -43,7 +45,7 @@ pub async fn run<F: Future<Output = ()>>(
     listener: TcpListener,
     settings: RunSettings,
     shutdown: CancellationToken,
-    serving: impl FnOnce(&Hub),
+    serving: impl FnOnce(&Hub) -> Result<(), String>,
     drained: impl FnOnce() -> F,
 ) -> Result<(), RunError> {
     let report = hub.adopt_servers().await.map_err(RunError::Adopt)?;
@@ -58,7 +60,10 @@ pub async fn run<F: Future<Output = ()>>(
         let (hub, shutdown) = (hub.clone(), shutdown.clone());
         tokio::spawn(async move { hub.run_culler(culler, shutdown.cancelled_owned()).await })
     });
-    serving(&hub);
+    if let Err(message) = serving(&hub) {
+        shutdown.cancel();
+        return Err(RunError::Serving(message));
+    }
     let served = serve(hub.clone(), listener, shutdown.clone().cancelled_owned()).await.map_err(RunError::Serve);
     drained().await;
     // `POST /hub/api/shutdown` asks whether servers go too; a signal leaves them for the next start to adopt.

@@ -200,6 +200,17 @@ async fn version_info_health_and_unknown_paths() {
     call(&hub.app, Method::DELETE, "/hub/api/info", Some(&hub.admin_token), None).await.assert_error(405);
 }
 
+/// As JupyterHub: no other site frames the hub (clickjacking), and no browser sniffs a type the hub did not send.
+#[tokio::test]
+async fn every_answer_forbids_framing_by_other_sites_and_type_sniffing() {
+    let hub = test_hub().await;
+    for path in ["/hub/login", "/hub/api/", "/hub/api/users", "/hub/static/hub.js", "/hub/no-such-page"] {
+        let answer = call(&hub.app, Method::GET, path, None, None).await;
+        assert_eq!(answer.headers["content-security-policy"], "frame-ancestors 'self'", "{path}");
+        assert_eq!(answer.headers["x-content-type-options"], "nosniff", "{path}");
+    }
+}
+
 #[tokio::test]
 async fn scopes_deny_with_jupyterhubs_403_and_404() {
     let hub = test_hub().await;

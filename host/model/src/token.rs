@@ -159,7 +159,14 @@ impl TokenHash {
 
     /// Whether `token` hashes to this value. The digests are compared in constant time, so the time taken says
     /// nothing about how much of a guess was right.
+    ///
+    /// A value longer than any token can be ([`TOKEN_MAX_CHARS`] characters of up to 4 bytes) never matches and is
+    /// never hashed: a stored hash may take 16384 rounds, and hashing a presented megabyte that often is minutes of
+    /// CPU an anonymous client could ask for with one request.
     pub fn matches(&self, token: &str) -> bool {
+        if token.len() > TOKEN_MAX_CHARS * 4 {
+            return false;
+        }
         let candidate = TokenHash::compute(token, self.rounds, &self.salt);
         bool::from(candidate.digest.ct_eq(&self.digest))
     }
@@ -225,6 +232,16 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_presented_value_longer_than_any_token_never_matches_and_is_not_hashed() {
+        let long = "x".repeat(TOKEN_MAX_CHARS * 4 + 1);
+        // Even a hash made from that very value refuses it: the length is checked before any hashing.
+        let hash = TokenHash::compute(&long, 1, "salt");
+        assert!(!hash.matches(&long));
+        let longest = "\u{10348}".repeat(TOKEN_MAX_CHARS);
+        assert!(TokenHash::compute(&longest, 1, "salt").matches(&longest), "a 64-character token still matches");
+    }
 
     // Both vectors were produced by JupyterHub's own `utils.hash_token` (Python, hashlib).
     const JUPYTERHUB_GENERATED: &str = "sha512:1:0011223344556677:729c5dced4cf147b84e446bb84acb4dd759a9737f3367504f3ec9f01c399df6479e8aae33b624abbe218c51f40524a6b80d2736099aa5b14669834c9b0180bea";

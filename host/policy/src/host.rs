@@ -146,7 +146,9 @@ impl HookSlots {
 }
 
 struct Shared {
-    engine: PolicyEngine,
+    /// Only with a policies folder: without one every hook is the built-in rule and nothing is ever compiled, so a
+    /// hub without policies (and every test hub) pays for no engine, pool or epoch thread.
+    engine: Option<PolicyEngine>,
     config: PolicyHostConfig,
     slots: [HookSlots; 4],
     /// Decisions asked of each hook ([`PolicyHost::decisions`]).
@@ -178,10 +180,13 @@ impl Drop for PolicyHost {
 }
 
 impl PolicyHost {
-    /// Creates the engine, loads the folder once (so policies are active when this returns) and starts the
-    /// watcher. A bad policy file is reported in the status, not returned as an error.
+    /// Creates the engine (when there is a policies folder), loads the folder once (so policies are active when
+    /// this returns) and starts the watcher. A bad policy file is reported in the status, not returned as an error.
     pub fn start(config: PolicyHostConfig) -> Result<PolicyHost, EngineError> {
-        let engine = PolicyEngine::new(config.cache_dir.clone())?;
+        let engine = match &config.folder {
+            Some(_) => Some(PolicyEngine::new(config.cache_dir.clone())?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             engine,
             config,
@@ -293,14 +298,17 @@ impl PolicyHost {
         self.count_decision(Hook::Profiles);
         let slots = self.slots(Hook::Profiles);
         let active = slots.enforce.load_full();
-        let mut resolution = self.resolve_with(active.as_deref(), user, profiles, choice);
-        if let ProfileResolution::Resolved { profile, .. } = &resolution
-            && !self.visible_with(active.as_deref(), user, profiles).contains(profile)
-        {
-            resolution = ProfileResolution::Rejected { reason: format!("profile {profile:?} is not available to you") };
-        }
+        let resolution = self.resolve_with(active.as_deref(), user, profiles, choice);
+        // A monitoring policy is compared on the resolution alone, like with like.
         self.monitor_resolution(user, profiles, choice, &resolution);
-        resolution
+        match resolution {
+            ProfileResolution::Resolved { profile, .. }
+                if !self.visible_with(active.as_deref(), user, profiles).contains(&profile) =>
+            {
+                ProfileResolution::Rejected { reason: format!("profile {profile:?} is not available to you") }
+            }
+            decided => decided,
+        }
     }
 
     /// How many decisions each hook has been asked for since start (one per call of `authenticate`,
@@ -573,7 +581,10 @@ impl Shared {
             // No fingerprint: retry on every scan, so this file takes the slot once the occupant goes away.
             return refuse(file_state, &message, None);
         }
-        let component = match LoadedComponent::load(&self.engine, &name, policy_file.hook, &component_bytes) {
+        let Some(engine) = &self.engine else {
+            return refuse(file_state, "no policy engine: the host was started without a policies folder", None);
+        };
+        let component = match LoadedComponent::load(engine, &name, policy_file.hook, &component_bytes) {
             Ok(component) => component,
             Err(error) => return refuse(file_state, &error.to_string(), Some(fingerprint)),
         };

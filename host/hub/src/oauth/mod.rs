@@ -362,6 +362,53 @@ async fn exchange(hub: &Hub, headers: &HeaderMap, body: &[u8]) -> Result<Respons
 mod tests {
     use super::*;
 
+    /// An anonymous client presenting a huge `client_secret` costs no hashing: before secrets were capped, each of
+    /// these requests hashed two megabytes 16384 times (about a minute of CPU each) on the hub's async workers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn huge_client_secrets_are_refused_without_hashing_while_the_hub_keeps_answering() {
+        let hub = crate::tests::test_hub().await;
+        let secret = wasmhub_model::PlainToken::parse("the-servers-own-secret-token").unwrap();
+        let client = wasmhub_store::NewOAuthClient {
+            client_id: "jupyterhub-user-alice".into(),
+            description: "Server at /user/alice/".into(),
+            secret: Some(secret),
+            redirect_uri: "/user/alice/oauth_callback".into(),
+            allowed_scopes: Vec::new(),
+        };
+        wasmhub_store::Store::put_oauth_client(hub.store.as_ref(), &client).await.unwrap();
+        // Just under the 2 MiB body limit, so the secret reaches the client check.
+        let body = format!(
+            "grant_type=authorization_code&code=x&client_id=jupyterhub-user-alice&client_secret={}",
+            "s".repeat(2_000_000)
+        );
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let attempts = (0..8).map(|_| {
+            let (app, body) = (hub.app.clone(), body.clone());
+            tokio::spawn(async move {
+                crate::tests::call_with(
+                    &app,
+                    axum::http::Method::POST,
+                    "/hub/api/oauth2/token",
+                    None,
+                    Some(&body),
+                    &form,
+                )
+                .await
+            })
+        });
+        let everything = async {
+            let health = crate::tests::call(&hub.app, axum::http::Method::GET, "/hub/health", None, None).await;
+            assert_eq!(health.status, StatusCode::OK);
+            for attempt in attempts.collect::<Vec<_>>() {
+                let answer = attempt.await.unwrap();
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.text);
+                assert_eq!(answer.json()["error"], "invalid_client");
+            }
+        };
+        // A bound a hundred times what the refusals take, and far below what hashing them would.
+        tokio::time::timeout(std::time::Duration::from_secs(30), everything).await.expect("refused in time");
+    }
+
     #[test]
     fn pkce_s256_and_plain() {
         // RFC 7636 appendix B.

@@ -115,5 +115,14 @@ mod tests {
         assert_eq!(choice.options[1].value, OptionValue::Listed("l".into()));
         assert_eq!(for_template(&profiles).len(), 2);
         assert!(options_from_form(&pairs(&[("_xsrf", "x")])).is_empty());
+        // "Other..." with nothing typed names no choice: it goes to the hook as the select's own value, which no
+        // profile lists, so the spawn is refused instead of quietly getting the option's default.
+        let empty_other = options_from_form(&pairs(&[
+            ("profile", "gpu"),
+            ("profile-option-gpu--image", "unlisted-choice"),
+            ("profile-option-gpu--image--unlisted-choice", ""),
+        ]));
+        let choice = choice_from_options(&profiles, &empty_other);
+        assert_eq!(choice.options[0].value, OptionValue::Listed("unlisted-choice".into()));
     }
 }

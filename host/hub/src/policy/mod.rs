@@ -3,8 +3,8 @@
 //! workers. The host is always there: without policy files its slots hold the built-in rules, so no caller
 //! branches on whether policies are configured.
 //!
-//! A call that panics decides the way failures do in the policy host: no login, no profiles, no pod, and the
-//! built-in idle rule for culling. Failure never widens access.
+//! A call that panics decides as narrowly as it can: no login, no profiles, no pod, and no server culled.
+//! Failure never widens access.
 
 mod pods;
 

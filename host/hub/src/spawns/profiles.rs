@@ -39,7 +39,10 @@ pub(crate) fn choice_from_options(profiles: &[Profile], options: &Map<String, Va
         let value = match (text(option), unlisted) {
             (Some(listed), _) if listed != UNLISTED => OptionValue::Listed(listed),
             (_, Some(typed)) => OptionValue::Unlisted(typed),
-            _ => continue,
+            // "Other..." chosen with nothing typed names no choice: the hook refuses it rather than the option
+            // silently falling back to its default.
+            (Some(listed), None) => OptionValue::Listed(listed),
+            (None, None) => continue,
         };
         choice.options.push(OptionChoice { option: option.clone(), value });
     }
