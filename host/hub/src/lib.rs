@@ -118,6 +118,12 @@ pub struct HubConfig {
     pub template_paths: Vec<std::path::PathBuf>,
     /// `JupyterHub.shutdown_on_logout`: logging out also stops the user's running servers.
     pub shutdown_on_logout: bool,
+    /// `JupyterHub.active_server_limit` (`hub.activeServerLimit`): most servers active (pending or running) at once;
+    /// a spawn beyond it is refused with 429. `None` or 0 is unlimited.
+    pub active_server_limit: Option<u32>,
+    /// `JupyterHub.named_server_limit_per_user` (`hub.namedServerLimitPerUser`): most named servers a user may
+    /// have; creating one more is refused with 400. `None` or 0 is unlimited.
+    pub named_server_limit_per_user: Option<u32>,
 }
 
 impl HubConfig {
@@ -162,6 +168,8 @@ impl Default for HubConfig {
             profiles: Vec::new(),
             template_paths: Vec::new(),
             shutdown_on_logout: false,
+            active_server_limit: None,
+            named_server_limit_per_user: None,
         }
     }
 }

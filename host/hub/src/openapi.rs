@@ -50,6 +50,7 @@ const BAD_REQUEST: Answer = ok(400, "Invalid request", Body::Json("Error"));
 const FORBIDDEN: Answer = ok(403, "Missing or invalid credentials, or no scope for this action", Body::Json("Error"));
 const NOT_FOUND: Answer = ok(404, "Not found, or a scope is held but not for this resource", Body::Json("Error"));
 const CONFLICT: Answer = ok(409, "Already exists", Body::Json("Error"));
+const TOO_MANY_ACTIVE: Answer = ok(429, "hub.activeServerLimit servers are already active", Body::Json("Error"));
 
 /// One method on one path.
 #[derive(Debug, Clone, Copy)]
@@ -121,11 +122,11 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     op!("delete" "/users/{name}/tokens/{token_id}" "jupyterhub.apihandlers.users.UserTokenAPIHandler" &["tokens"], "Revoke a token", None,
         [ok(204, "Revoked", Body::Empty), FORBIDDEN, NOT_FOUND]),
     op!("post" "/users/{name}/server" "jupyterhub.apihandlers.users.UserServerAPIHandler" &["servers"], "Start the default server; the body is its user_options", Some("UserOptions"),
-        [ok(201, "Started and ready", Body::Empty), ok(202, "Still starting", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND]),
+        [ok(201, "Started and ready", Body::Empty), ok(202, "Still starting", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND, TOO_MANY_ACTIVE]),
     op!("delete" "/users/{name}/server" "jupyterhub.apihandlers.users.UserServerAPIHandler" &["delete:servers"], "Stop the default server", Some("ServerRemoval"),
         [ok(204, "Stopped", Body::Empty), ok(202, "Still stopping", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND]),
     op!("post" "/users/{name}/servers/{server_name}" "jupyterhub.apihandlers.users.UserServerAPIHandler" &["servers"], "Start a named server; the body is its user_options", Some("UserOptions"),
-        [ok(201, "Started and ready", Body::Empty), ok(202, "Still starting", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND]),
+        [ok(201, "Started and ready", Body::Empty), ok(202, "Still starting", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND, TOO_MANY_ACTIVE]),
     op!("delete" "/users/{name}/servers/{server_name}" "jupyterhub.apihandlers.users.UserServerAPIHandler" &["delete:servers"], "Stop a named server, or remove it with {\"remove\": true}", Some("ServerRemoval"),
         [ok(204, "Stopped", Body::Empty), ok(202, "Still stopping", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND]),
     op!("get" "/users/{name}/server/progress" "jupyterhub.apihandlers.users.SpawnProgressAPIHandler" &["read:servers"], "Progress of the default server's spawn", None,

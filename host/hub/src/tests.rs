@@ -693,6 +693,40 @@ async fn spawns_beyond_the_limit_queue_and_all_succeed() {
     }
 }
 
+/// `hub.activeServerLimit` and `hub.namedServerLimitPerUser` are enforced with JupyterHub's status codes and
+/// messages (they were accepted and ignored).
+#[tokio::test]
+async fn the_active_server_and_named_server_limits_refuse_as_jupyterhub_does() {
+    let hub = test_hub().await;
+    let limited = HubConfig {
+        active_server_limit: Some(1),
+        named_server_limit_per_user: Some(1),
+        allow_named_servers: true,
+        ..hub.hub.config().clone()
+    };
+    let app = router(Hub::new(limited, hub.store.clone(), hub.hub.spawner_arc(), Arc::new(hub.proxy.clone())));
+    let u1 = user_with_token(&hub.store, "u1", false, &["inherit"]).await;
+    let u2 = user_with_token(&hub.store, "u2", false, &["inherit"]).await;
+    let first = call(&app, Method::POST, "/hub/api/users/u1/servers/one", Some(&u1), None).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    // One named server is u1's limit: a second is refused before anything is created.
+    let message = call(&app, Method::POST, "/hub/api/users/u1/servers/two", Some(&u1), None).await.assert_error(400);
+    assert_eq!(
+        message,
+        "User u1 already has the maximum of 1 named servers.  One must be deleted before a new server can be created"
+    );
+    let u1_name = UserName::parse("u1").unwrap();
+    assert_eq!(hub.store.list_servers(Some(&u1_name)).await.unwrap().len(), 1, "no record for the refused server");
+    // One active server is the hub's limit: u2 must wait.
+    let message = call(&app, Method::POST, "/hub/api/users/u2/server", Some(&u2), None).await.assert_error(429);
+    assert_eq!(message, "Active user limit exceeded. Try again in a few minutes.");
+    let stopped = call(&app, Method::DELETE, "/hub/api/users/u1/servers/one", Some(&u1), None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+    let second = call(&app, Method::POST, "/hub/api/users/u2/server", Some(&u2), None).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
+    call(&app, Method::DELETE, "/hub/api/users/u2/server", Some(&u2), None).await;
+}
+
 /// Every documented API operation, fed hostile input as admin, as a user and with bad credentials: malformed
 /// JSON, JSON of the wrong type, wrong field types, unknown and over-long names. Each answer must be one of
 /// JupyterHub's 4xx (or a success), in its `{"status", "message"}` shape, and never a 500.

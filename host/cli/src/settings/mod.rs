@@ -41,6 +41,8 @@ pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> 
         shutdown_on_logout: config.hub.config.jupyterhub.shutdown_on_logout,
         cookie_max_age: Duration::try_from_secs_f64(config.hub.config.jupyterhub.cookie_max_age_days * 86_400.0)
             .unwrap_or(HubConfig::default().cookie_max_age),
+        active_server_limit: config.hub.active_server_limit,
+        named_server_limit_per_user: config.hub.named_server_limit_per_user,
         profiles,
         template_paths: config.hub.config.jupyterhub.template_paths.clone(),
         ..HubConfig::default()

@@ -80,6 +80,7 @@ async fn start(
         Ok(StartOutcome::Running) => Ok(empty(StatusCode::CREATED)),
         Ok(StartOutcome::Pending) => Ok(empty(StatusCode::ACCEPTED)),
         Err(StartError::ProfileRefused(reason) | StartError::Refused(reason)) => Err(ApiError::bad_request(reason)),
+        Err(error @ StartError::TooManyActive) => Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())),
         Err(error @ StartError::Failed(_)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())),
         Err(StartError::Store(error)) => Err(error.into()),
         Err(error @ StartError::Panicked(_)) => Err(ApiError::internal(error)),

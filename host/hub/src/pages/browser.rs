@@ -363,6 +363,9 @@ async fn start_and_redirect(
         Ok(StartOutcome::Pending) => Ok(found(&pending_url(hub, name, server_name, pending_query(uri).as_deref()))),
         Err(StartError::ProfileRefused(reason)) => Err(SpawnPageError::ProfileRefused(reason)),
         Err(StartError::Refused(reason)) => Err(page(ApiError::bad_request(reason))),
+        Err(error @ StartError::TooManyActive) => {
+            Err(page(ApiError::new(StatusCode::TOO_MANY_REQUESTS, error.to_string())))
+        }
         Err(error @ StartError::Failed(_)) => {
             Err(page(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())))
         }

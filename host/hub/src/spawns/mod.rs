@@ -45,6 +45,9 @@ pub(crate) enum StartError {
     /// The request does not fit the server's state or the hub's settings; the message is JupyterHub's.
     #[error("{0}")]
     Refused(String),
+    /// `active_server_limit` servers are already active (JupyterHub's 429).
+    #[error("Active user limit exceeded. Try again in a few minutes.")]
+    TooManyActive,
     /// The spawn ran and failed; the reason is on the server record and in the log.
     #[error("Spawn failed for {0}; see the hub log")]
     Failed(String),
@@ -100,6 +103,20 @@ pub(crate) async fn start(
         (None, Some(server)) => serde_json::from_str(&server.user_options).unwrap_or_default(),
         (None, None) => Map::new(),
     };
+    if existing.is_none()
+        && !server_name.as_str().is_empty()
+        && let Some(limit) = hub.config().named_server_limit_per_user.filter(|limit| *limit > 0)
+    {
+        let servers = hub.store().list_servers(Some(&user.name)).await?;
+        let named = servers.iter().filter(|server| !server.name.as_str().is_empty()).count();
+        if named >= limit as usize {
+            return Err(StartError::Refused(format!(
+                "User {} already has the maximum of {limit} named servers.  One must be deleted before a new \
+                 server can be created",
+                user.name
+            )));
+        }
+    }
     let profile = profiles::resolve(hub, user, &effective).await.map_err(StartError::ProfileRefused)?;
     let user_options = user_options.map(|options| Value::Object(options).to_string());
     let server = match existing {
@@ -122,6 +139,14 @@ pub(crate) async fn start(
             return Ok(StartOutcome::Pending);
         }
         SpawnState::Stopped | SpawnState::Failed => {}
+    }
+    if let Some(limit) = hub.config().active_server_limit.filter(|limit| *limit > 0) {
+        let active = hub.store().list_servers(None).await?.iter().filter(|server| server.state.is_active()).count();
+        if active >= limit as usize {
+            tracing::info!(active, "servers active, no space available");
+            hub.metrics().observe_spawn(SpawnStatus::TooManyUsers, Duration::ZERO);
+            return Err(StartError::TooManyActive);
+        }
     }
     let request = ServerUpdate { state: Some(SpawnState::Requested), user_options, ..ServerUpdate::default() };
     let server = match hub.store().update_server(&user.name, server_name, &request).await {
