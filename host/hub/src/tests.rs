@@ -693,6 +693,24 @@ async fn spawns_beyond_the_limit_queue_and_all_succeed() {
     }
 }
 
+/// A user name with a newline or a bidi control is refused when the user would be created (such a user was
+/// created, and its spawn then answered 500), by the API and by login alike.
+#[tokio::test]
+async fn user_names_with_control_or_bidi_characters_are_refused_at_creation() {
+    let hub = test_hub().await;
+    for encoded in ["a%0Ab", "adm%E2%80%AEnila"] {
+        let path = format!("/hub/api/users/{encoded}");
+        let message = call(&hub.app, Method::POST, &path, Some(&hub.admin_token), None).await.assert_error(400);
+        assert!(message.starts_with("Invalid username"), "{message}");
+    }
+    let body = r#"{"usernames": ["ok-user", "bad\nuser"]}"#;
+    let answer = call(&hub.app, Method::POST, "/hub/api/users", Some(&hub.admin_token), Some(body)).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert!(answer.text.contains("Invalid usernames"), "{}", answer.text);
+    let ok_user = call(&hub.app, Method::GET, "/hub/api/users/ok-user", Some(&hub.admin_token), None).await;
+    assert_eq!(ok_user.status, StatusCode::NOT_FOUND, "a refused batch creates nobody");
+}
+
 /// `hub.activeServerLimit` and `hub.namedServerLimitPerUser` are enforced with JupyterHub's status codes and
 /// messages (they were accepted and ignored).
 #[tokio::test]

@@ -48,6 +48,11 @@ fn check_no_slash(kind: &'static str, value: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates and the implicit marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 macro_rules! name_type {
     ($(#[$doc:meta])* $type_name:ident) => {
         $(#[$doc])*
@@ -101,6 +106,11 @@ impl UserName {
         // Python's `str.strip()` strips Unicode whitespace; `char::is_whitespace` is the same class.
         if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
             return Err(NameError { kind: KIND, reason: "starts or ends with whitespace" });
+        }
+        // A name is shown in pages, logs, paths and a server's environment: a newline or another control character
+        // breaks those (a spawn then failed), and a bidi control makes `alice` and another name look alike.
+        if value.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+            return Err(NameError { kind: KIND, reason: "contains a control or bidirectional formatting character" });
         }
         Ok(Self(value.to_owned()))
     }
@@ -218,6 +228,15 @@ mod tests {
         }
         // The limit counts characters, as the database column does, not bytes.
         assert!(UserName::parse(&"é".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn usernames_with_control_or_bidi_characters_are_refused() {
+        for bad in ["a\nb", "a\tb", "a\u{7f}b", "adm\u{202E}nila", "a\u{2066}b", "a\u{200F}b"] {
+            let error = UserName::parse(bad).unwrap_err();
+            assert!(error.to_string().contains("control or bidirectional"), "{bad:?}: {error}");
+        }
+        assert!(UserName::parse("a b").is_ok(), "a plain space stays allowed, as in JupyterHub");
     }
 
     #[test]
