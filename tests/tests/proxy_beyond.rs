@@ -372,3 +372,18 @@ async fn tls_redirect_and_certificate_reload_on_sighup() {
     .await;
     assert!(subject.contains("CN=second"));
 }
+
+/// Query strings carry tokens (`?token=...` is how JupyterHub clients authenticate websockets), so the proxy never
+/// writes one to its log, not even at debug level or for a request it cannot route.
+#[tokio::test]
+async fn query_strings_never_reach_the_log() {
+    let backend = Backend::start().await;
+    let proxy = RunningProxy::start(WASMHUB, &[]).await;
+    proxy.add_target("/user/alice", &backend.url()).await;
+    assert_eq!(proxy.get("/user/alice/api/ping?token=secret-routed").await.status, 200);
+    assert_eq!(proxy.get("/nowhere/x?token=secret-unrouted").await.status, 404);
+    let unroutable = proxy.get("/user/alice/%E0%A4%A?token=secret-unroutable").await;
+    assert!(unroutable.status >= 400, "a malformed path is refused");
+    let log = std::fs::read_to_string(proxy.log_path()).unwrap();
+    assert!(!log.contains("secret-"), "a query string is in {}:\n{log}", proxy.context());
+}

@@ -63,7 +63,8 @@ impl Proxy {
         let path = match RequestPath::parse(request.uri().path()) {
             Ok(path) => path,
             Err(error) => {
-                tracing::warn!(uri = %request.uri(), %error, "cannot route request");
+                // The path only: a query string may carry a token.
+                tracing::warn!(path = request.uri().path(), %error, "cannot route request");
                 return self.error_response(StatusCode::INTERNAL_SERVER_ERROR, request.uri(), websocket).await;
             }
         };
