@@ -711,6 +711,31 @@ async fn user_names_with_control_or_bidi_characters_are_refused_at_creation() {
     assert_eq!(ok_user.status, StatusCode::NOT_FOUND, "a refused batch creates nobody");
 }
 
+/// An anonymous non-GET request under `/hub/user/<name>/<server>/` gets the same answer whether that named
+/// server exists or not; a caller with a token still learns where to restart it.
+#[tokio::test]
+async fn anonymous_requests_do_not_learn_which_named_servers_exist() {
+    let hub = test_hub().await;
+    let named = HubConfig { allow_named_servers: true, ..hub.hub.config().clone() };
+    let app = router(Hub::new(named, hub.store.clone(), hub.hub.spawner_arc(), Arc::new(hub.proxy.clone())));
+    let alice = user_with_token(&hub.store, "alice", false, &["inherit"]).await;
+    hub.store
+        .create_server(&UserName::parse("alice").unwrap(), &ServerName::parse("gpu").unwrap(), "{}")
+        .await
+        .unwrap();
+    let restart_at = |answer: &Answer| {
+        let message = answer.json()["message"].as_str().unwrap().to_owned();
+        message.rsplit_once(" at ").map(|(_, url)| url.to_owned()).unwrap()
+    };
+    let existing = call(&app, Method::POST, "/hub/user/alice/gpu/api/x", None, None).await;
+    let missing = call(&app, Method::POST, "/hub/user/alice/cpu/api/x", None, None).await;
+    assert_eq!((existing.status.as_u16(), missing.status.as_u16()), (424, 424));
+    assert_eq!(restart_at(&existing), restart_at(&missing));
+    assert!(restart_at(&existing).ends_with("/hub/spawn/alice"), "{}", existing.text);
+    let with_token = call(&app, Method::POST, "/hub/user/alice/gpu/api/x", Some(&alice), None).await;
+    assert!(restart_at(&with_token).ends_with("/hub/spawn/alice/gpu"), "{}", with_token.text);
+}
+
 /// `hub.activeServerLimit` and `hub.namedServerLimitPerUser` are enforced with JupyterHub's status codes and
 /// messages (they were accepted and ignored).
 #[tokio::test]

@@ -496,9 +496,11 @@ async fn user_url(
     let (user_segment, user_path) = rest.split_once('/').unwrap_or((&rest, ""));
     let user_name = percent_decode_str(user_segment).decode_utf8_lossy().into_owned();
     let user = crate::access::find_user(&hub, &user_name).await.map_err(page_error)?;
-    // A named server is the first path segment when the user has a server by that name.
+    // A named server is the first path segment when the user has a server by that name. Only a caller who
+    // presented credentials learns that: an anonymous request gets the same answer whether the server exists or not.
     let mut server_name = String::new();
     if let Some(user) = &user
+        && (caller.owner.is_some() || method == Method::GET)
         && hub.config().allow_named_servers
         && let Some(first) = user_path.split('/').next().filter(|first| !first.is_empty())
     {
