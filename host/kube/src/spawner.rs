@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{EnvVar, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -270,6 +270,29 @@ impl KubeSpawner {
     }
 }
 
+/// The variables that carry the server's own API token: a pod policy never sees their values (a policy's log or a
+/// monitor's recorded disagreement must not hold a credential).
+const CREDENTIAL_VARIABLES: [&str; 2] = ["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"];
+
+/// Puts the credentials' values into the notebook container of the Pod the pods hook returned (where the hook left
+/// their variables, or at the end of its environment when it removed them).
+fn restore_credentials(pod: &mut Pod, env: &std::collections::BTreeMap<String, String>) {
+    let Some(spec) = pod.spec.as_mut() else { return };
+    let index = spec.containers.iter().position(|container| container.name == "notebook").unwrap_or(0);
+    let Some(container) = spec.containers.get_mut(index) else { return };
+    let variables = container.env.get_or_insert_with(Vec::new);
+    for key in CREDENTIAL_VARIABLES {
+        let Some(value) = env.get(key) else { continue };
+        match variables.iter_mut().find(|variable| variable.name == key) {
+            Some(variable) => {
+                variable.value = Some(value.clone());
+                variable.value_from = None;
+            }
+            None => variables.push(EnvVar { name: key.to_owned(), value: Some(value.clone()), ..EnvVar::default() }),
+        }
+    }
+}
+
 /// Whether the pod is the one this server's spawn made: same user and server annotations, same hub.
 fn owned_by(pod: &Pod, state: &State, hub_instance: &str) -> bool {
     let annotations = pod.metadata.annotations.clone().unwrap_or_default();
@@ -324,9 +347,16 @@ impl Spawner for KubeSpawner {
                 self.ensure_claim(&traits, &names).await?;
             }
             let env = self.pod_env(request);
+            // The pods hook sees the credentials' variables but not their values, which go in after it.
+            let mut redacted = env.clone();
+            for key in CREDENTIAL_VARIABLES {
+                if let Some(value) = redacted.get_mut(key) {
+                    value.clear();
+                }
+            }
             let inputs = PodInputs {
                 names: &names,
-                hub_env: &env,
+                hub_env: &redacted,
                 service_prefix: &request.service_prefix,
                 hub_instance: &self.config.hub_instance,
             };
@@ -339,7 +369,8 @@ impl Spawner for KubeSpawner {
                 groups: request.groups.clone(),
             };
             // Once per spawn: a retried create below reuses this pod rather than asking the hook again.
-            let pod = self.mutation.mutate_pod(&spawn, manifest).await.map_err(SpawnError::Failed)?;
+            let mut pod = self.mutation.mutate_pod(&spawn, manifest).await.map_err(SpawnError::Failed)?;
+            restore_credentials(&mut pod, &env);
             let events = traits.events_enabled.then(|| self.watch_events(&state));
             let mut created = self.create_or_adopt(&state, &pod).await;
             if created.is_ok() && state.service_name.is_some() {

@@ -228,6 +228,40 @@ async fn resolved_profiles_are_recorded_and_unusable_overrides_refused() {
     assert_eq!(state["pod_name"], "jupyter-alice");
 }
 
+/// Records the Pod the pods hook is shown, and drops every env var from the notebook container, as a careless
+/// policy might.
+struct RecordingPods(std::sync::Mutex<Vec<Value>>);
+
+#[async_trait::async_trait]
+impl wasmhub_kube::PodMutation for RecordingPods {
+    async fn mutate_pod(&self, _spawn: &wasmhub_kube::PodSpawn, pod: Value) -> Result<wasmhub_kube::Pod, String> {
+        self.0.lock().unwrap().push(pod.clone());
+        let mut pod = pod;
+        pod["spec"]["containers"][0]["env"] = json!([]);
+        serde_json::from_value(pod).map_err(|error| error.to_string())
+    }
+}
+
+#[tokio::test]
+async fn the_pods_hook_never_sees_the_servers_token_and_the_pod_gets_it() {
+    let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
+    let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
+    let recording = Arc::new(RecordingPods(std::sync::Mutex::default()));
+    let spawner = KubeSpawner::new(client, settings("storage-none", &namespace), recording.clone()).await;
+    let request = request("alice", json!({}));
+    let prepared = spawner.prepare(&request).await.unwrap();
+    spawner.start(&request, &prepared).await.unwrap();
+    let shown = recording.0.lock().unwrap()[0].to_string();
+    assert!(!shown.contains("token-for-golden-files"), "the pods hook saw the token: {shown}");
+    assert!(shown.contains("JUPYTERHUB_API_TOKEN"), "the variable itself is shown");
+    let pod = fake.get(Resource::Pods, &namespace, "jupyter-alice").expect("the pod");
+    let env = pod.pointer("/spec/containers/0/env").and_then(Value::as_array).cloned().unwrap_or_default();
+    for key in ["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"] {
+        let variable = env.iter().find(|variable| variable["name"] == key).unwrap_or_else(|| panic!("{key}: {env:?}"));
+        assert_eq!(variable["value"], "token-for-golden-files", "{key}");
+    }
+}
+
 #[tokio::test]
 async fn failures_surface_within_seconds_with_readable_messages() {
     let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
