@@ -89,6 +89,35 @@ pub(crate) async fn start(
     user_options: Option<Map<String, Value>>,
     wait: Duration,
 ) -> Result<StartOutcome, StartError> {
+    // The checks and the record's move to `Requested` run in a task of their own too, so a caller that goes away
+    // (a closed connection drops its request) never leaves a server `Requested` with no spawn behind it.
+    let begun = tokio::spawn(begin(hub.clone(), user.clone(), server_name.clone(), user_options));
+    let (spawn, log) = match begun.await {
+        Ok(Ok(Some(begun))) => begun,
+        Ok(Ok(None)) => return Ok(StartOutcome::Pending),
+        Ok(Err(refused)) => return Err(refused),
+        Err(join_error) => return Err(StartError::Panicked(join_error.to_string())),
+    };
+    match tokio::time::timeout(wait, spawn).await {
+        Ok(Ok(Ok(()))) => Ok(StartOutcome::Running),
+        Ok(Ok(Err(_logged_by_the_spawn))) => Err(StartError::Failed(log)),
+        Ok(Err(join_error)) => Err(StartError::Panicked(join_error.to_string())),
+        Err(_still_spawning) => Ok(StartOutcome::Pending),
+    }
+}
+
+/// The spawn task of a start, with the server's name for messages.
+type Begun = (tokio::task::JoinHandle<Result<(), LifecycleError>>, String);
+
+/// A start's checks, its one profile decision and the record's move to `Requested`, then the spawn in its own
+/// task; `None` when another request is already spawning or stopping the server.
+async fn begin(
+    hub: Hub,
+    user: User,
+    server_name: ServerName,
+    user_options: Option<Map<String, Value>>,
+) -> Result<Option<Begun>, StartError> {
+    let (hub, user, server_name) = (&hub, &user, &server_name);
     if !server_name.as_str().is_empty() && !hub.config().allow_named_servers {
         return Err(StartError::Refused("Named servers are not enabled.".to_owned()));
     }
@@ -136,7 +165,7 @@ pub(crate) async fn start(
         SpawnState::Stopping => return Err(StartError::Refused(format!("{log} is pending stop"))),
         SpawnState::Requested | SpawnState::Starting => {
             hub.metrics().observe_spawn(SpawnStatus::AlreadyPending, Duration::ZERO);
-            return Ok(StartOutcome::Pending);
+            return Ok(None);
         }
         SpawnState::Stopped | SpawnState::Failed => {}
     }
@@ -152,20 +181,12 @@ pub(crate) async fn start(
     let server = match hub.store().update_server(&user.name, server_name, &request).await {
         Ok(server) => server,
         // Another request moved the server first; it is being spawned or stopped by that request.
-        Err(StoreError::IllegalTransition { .. } | StoreError::ConcurrentUpdate { .. }) => {
-            return Ok(StartOutcome::Pending);
-        }
+        Err(StoreError::IllegalTransition { .. } | StoreError::ConcurrentUpdate { .. }) => return Ok(None),
         Err(other) => return Err(other.into()),
     };
     hub.progress().begin(server.user.as_str(), server.name.as_str());
     // The spawn runs in its own task so that it finishes even when the caller stops waiting for it.
-    let spawn = tokio::spawn(lifecycle::spawn_server(hub.clone(), server, profile));
-    match tokio::time::timeout(wait, spawn).await {
-        Ok(Ok(Ok(()))) => Ok(StartOutcome::Running),
-        Ok(Ok(Err(_logged_by_the_spawn))) => Err(StartError::Failed(log)),
-        Ok(Err(join_error)) => Err(StartError::Panicked(join_error.to_string())),
-        Err(_still_spawning) => Ok(StartOutcome::Pending),
-    }
+    Ok(Some((tokio::spawn(lifecycle::spawn_server(hub.clone(), server, profile)), log)))
 }
 
 /// Stops `server` as the REST API asks: a running server is stopped (waiting up to `wait`), a failed one is put

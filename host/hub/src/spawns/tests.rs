@@ -114,3 +114,19 @@ async fn wait_running(store: &SqliteStore, user: &str) {
     }
     panic!("{user}'s server did not start within 30 s");
 }
+
+/// A start whose caller goes away at once (a closed connection drops its request) still runs to the end, as a
+/// JupyterHub request does: the server is never left `Requested` with no spawn behind it.
+#[tokio::test]
+async fn a_start_whose_caller_goes_away_still_runs_to_the_end() {
+    let hub = crate::tests::test_hub().await;
+    let name = UserName::parse("carol").unwrap();
+    let carol = hub.store.create_user(&name, false).await.unwrap();
+    let default = ServerName::default_server();
+    let dropped = super::start(&hub.hub, &carol, &default, None, Duration::from_secs(10));
+    // Polled once, then dropped, as axum drops the handler of a closed connection.
+    assert!(tokio::time::timeout(Duration::ZERO, dropped).await.is_err());
+    wait_running(hub.store.as_ref(), "carol").await;
+    let stopped = call(&hub.app, Method::DELETE, "/hub/api/users/carol/server", Some(&hub.admin_token), None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+}
