@@ -39,6 +39,8 @@ pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> 
         allow_existing_users: config.auth_rules().allow_existing_users,
         auth,
         shutdown_on_logout: config.hub.config.jupyterhub.shutdown_on_logout,
+        // HTTPS at the proxy (`proxy.https.enabled`) means the public URL is https: cookies are `Secure` always.
+        cookie_secure: config.proxy.https.enabled,
         cookie_max_age: Duration::try_from_secs_f64(config.hub.config.jupyterhub.cookie_max_age_days * 86_400.0)
             .unwrap_or(HubConfig::default().cookie_max_age),
         active_server_limit: config.hub.active_server_limit,
@@ -108,5 +110,23 @@ pub(crate) fn auth_settings(config: &Config) -> AuthSettings {
         admin_users: rules.admin_users.clone(),
         manage_groups: authenticator.manage_groups,
         ..AuthSettings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_https_proxy_makes_the_hubs_cookies_secure_and_the_server_limits_reach_the_hub() {
+        let mut config = Config::default();
+        let plain = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
+        assert!(!plain.cookie_secure);
+        config.proxy.https.enabled = true;
+        config.hub.active_server_limit = Some(3);
+        config.hub.named_server_limit_per_user = Some(2);
+        let https = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
+        assert!(https.cookie_secure);
+        assert_eq!((https.active_server_limit, https.named_server_limit_per_user), (Some(3), Some(2)));
     }
 }

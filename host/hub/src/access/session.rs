@@ -174,9 +174,18 @@ fn cookie_header(cookie: Cookie<'_>) -> Option<HeaderValue> {
     HeaderValue::from_str(&cookie.to_string()).ok()
 }
 
+/// Whether the hub's cookies for this request are `Secure`: the public URL is https (`HubConfig::cookie_secure`),
+/// or the request came over https, as the proxy in front says in `X-Forwarded-Proto` (its last value is the
+/// proxy's own, as Tornado reads it with `xheaders`). A client that forges it only makes its own cookies `Secure`.
+pub(crate) fn cookies_secure(hub: &Hub, headers: &HeaderMap) -> bool {
+    let forwarded =
+        |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).and_then(|value| value.rsplit(',').next());
+    let scheme = forwarded("x-scheme").or_else(|| forwarded("x-forwarded-proto")).map(str::trim);
+    hub.config().cookie_secure || scheme.is_some_and(|scheme| scheme.eq_ignore_ascii_case("https"))
+}
+
 /// The cookies a successful login sets: the login, the session id and the session's XSRF token.
-pub(crate) fn login_cookies(hub: &Hub, login_cookie: &str, session_id: &str) -> Vec<HeaderValue> {
-    let secure = hub.config().cookie_secure;
+pub(crate) fn login_cookies(hub: &Hub, login_cookie: &str, session_id: &str, secure: bool) -> Vec<HeaderValue> {
     let max_age = cookie::time::Duration::seconds(hub.config().cookie_max_age.as_secs() as i64);
     let hub_path = hub_prefix(hub);
     let login = Cookie::build((LOGIN_COOKIE, login_cookie.to_owned()))
@@ -203,11 +212,11 @@ pub(crate) fn login_cookies(hub: &Hub, login_cookie: &str, session_id: &str) -> 
 }
 
 /// An anonymous XSRF cookie for the login form, valid for an hour.
-pub(crate) fn anonymous_xsrf_cookie(hub: &Hub, token: &str) -> Option<HeaderValue> {
+pub(crate) fn anonymous_xsrf_cookie(hub: &Hub, token: &str, secure: bool) -> Option<HeaderValue> {
     cookie_header(
         Cookie::build((XSRF_COOKIE, token.to_owned()))
             .path(hub_prefix(hub))
-            .secure(hub.config().cookie_secure)
+            .secure(secure)
             .same_site(SameSite::Lax)
             .max_age(cookie::time::Duration::seconds(ANONYMOUS_XSRF_SECONDS))
             .build(),

@@ -117,6 +117,30 @@ async fn login_sets_the_session_cookies_and_creates_the_user() {
     assert!(set_cookie_line(&answer, "jupyterhub-hub-login").contains("Secure"));
 }
 
+/// Behind TLS offload the proxy says `X-Forwarded-Proto: https`, and every cookie the hub sets is `Secure`; over
+/// plain http none is (a `Secure` cookie would never come back).
+#[tokio::test]
+async fn cookies_are_secure_when_the_request_came_over_https() {
+    let hub = login_hub(allow_all(), |_| {}, false).await;
+    for (forwarded, secure) in [("https", true), ("http, https", true), ("https, http", false), ("", false)] {
+        let headers: Vec<(&str, &str)> =
+            if forwarded.is_empty() { Vec::new() } else { vec![("x-forwarded-proto", forwarded)] };
+        let mut browser = Browser::default();
+        let form = browser.request(&hub.app, Method::GET, "/hub/login", None, &headers).await;
+        assert_eq!(set_cookie_line(&form, "_xsrf").contains("Secure"), secure, "{forwarded:?}");
+        let body =
+            serde_urlencoded::to_string([("username", "alice"), ("password", PASSWORD), ("_xsrf", &browser.xsrf())])
+                .unwrap();
+        let mut post_headers = headers.clone();
+        post_headers.push(("content-type", "application/x-www-form-urlencoded"));
+        let login = browser.request(&hub.app, Method::POST, "/hub/login", Some(&body), &post_headers).await;
+        assert_eq!(login.status, StatusCode::FOUND, "{}", login.text);
+        for name in ["jupyterhub-hub-login", "jupyterhub-session-id", "_xsrf"] {
+            assert_eq!(set_cookie_line(&login, name).contains("Secure"), secure, "{name} with {forwarded:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn failed_logins_grant_nothing() {
     let settings = AuthSettings {

@@ -60,7 +60,9 @@ pub(crate) async fn get_login(
     };
     let action = login_action(&hub, next.as_deref());
     let mut response = pages::login(&hub, StatusCode::OK, &action, &xsrf_token, "", None);
-    if new_cookie && let Some(cookie) = session::anonymous_xsrf_cookie(&hub, &xsrf_token) {
+    if new_cookie
+        && let Some(cookie) = session::anonymous_xsrf_cookie(&hub, &xsrf_token, session::cookies_secure(&hub, &headers))
+    {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
@@ -110,7 +112,10 @@ pub(crate) async fn post_login(
         .map_err(|error| page_error(error.into()))?;
     tracing::info!(user = %user.name, "user logged in");
     let mut response = found(&next_url(&hub, &user, next.as_deref(), &headers).await.map_err(page_error)?);
-    session::set_cookies(response.headers_mut(), session::login_cookies(&hub, cookie.as_str(), &session_id));
+    session::set_cookies(
+        response.headers_mut(),
+        session::login_cookies(&hub, cookie.as_str(), &session_id, session::cookies_secure(&hub, &headers)),
+    );
     Ok(response)
 }
 
