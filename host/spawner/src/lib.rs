@@ -28,7 +28,7 @@ pub struct SpawnRequest {
     pub env: BTreeMap<String, String>,
     /// JupyterHub's `user_options` for this spawn (e.g. `{"profile": "gpu"}`); empty when none were given.
     pub user_options: serde_json::Map<String, serde_json::Value>,
-    /// The user's groups and admin flag, for the profile and pod policies.
+    /// The user's groups and admin flag, for the pods hook (the profile was decided by the hub).
     pub groups: Vec<String>,
     pub admin: bool,
     /// The profile the hub resolved from `user_options`; `None` when no profiles are configured.
@@ -79,7 +79,8 @@ pub enum SpawnError {
     Prepare(std::io::Error),
     #[error("server process {pid} is still running after SIGKILL")]
     Unkillable { pid: i32 },
-    /// The user's choice was refused (an unknown profile, a value an option does not allow).
+    /// The spawn's choices cannot be applied (a resolved profile override this spawner cannot use); the message is
+    /// written for the user.
     #[error("{0}")]
     Rejected(String),
     /// The server could not be started or stopped; the message is written for the user.
