@@ -2,7 +2,7 @@
 //! and `init_users` do: services and their tokens, roles and who holds them, and the configured admin and allowed
 //! users. The CLI translates the config file into a [`StartupState`]; the hub owns what it means.
 
-use wasmhub_model::{GroupName, PlainToken, RoleName, ServiceName, TokenKind, UserName};
+use wasmhub_model::{DefaultRole, GroupName, PlainToken, RoleName, ServiceName, TokenKind, UserName};
 use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, RoleHolder, Store, StoreError, TokenOwner, UserChange};
 
 /// What the configuration says must exist when the hub starts.
@@ -82,7 +82,8 @@ pub async fn apply(store: &dyn Store, state: &StartupState) -> Result<(), Startu
         let key = format!("hub.loadRoles.{}", role.name);
         let stored = |source| StartupError::Store { key: key.clone(), source };
         let role_name = RoleName::parse(&role.name).map_err(|error| invalid(&key, error))?;
-        store.put_role(&role_name, &role.description, &role.scopes).await.map_err(stored)?;
+        let (description, scopes) = merged_with_default(role);
+        store.put_role(&role_name, &description, &scopes).await.map_err(stored)?;
         for user in &role.users {
             let user = ensure_user(store, user, false, &format!("{key}.users")).await?;
             store.assign_role(&role_name, &RoleHolder::User(user)).await.map_err(stored)?;
@@ -106,6 +107,22 @@ pub async fn apply(store: &dyn Store, state: &StartupState) -> Result<(), Startu
         ensure_user(store, name, false, "hub.config.Authenticator.allowed_users").await?;
     }
     Ok(())
+}
+
+/// JupyterHub merges a loaded role named like a default role (`admin`, `user`, `server`, `token`) with the default:
+/// what the config leaves out keeps its default, so `hub.loadRoles.admin` listing only `users` does not leave the
+/// admin role without scopes.
+fn merged_with_default(role: &RoleSpec) -> (String, Vec<String>) {
+    let default = DefaultRole::ALL.into_iter().find(|default| default.name() == role.name);
+    let description = match default {
+        Some(default) if role.description.is_empty() => default.description().to_owned(),
+        _ => role.description.clone(),
+    };
+    let scopes = match default {
+        Some(default) if role.scopes.is_empty() => default.scopes().iter().map(|scope| scope.to_string()).collect(),
+        _ => role.scopes.clone(),
+    };
+    (description, scopes)
 }
 
 fn invalid(key: &str, error: impl std::fmt::Display) -> StartupError {
@@ -157,6 +174,15 @@ mod tests {
         assert!(store.get_user(&UserName::parse("carol").unwrap()).await.is_ok());
         let culler = TokenOwner::Service(ServiceName::parse("culler").unwrap());
         assert_eq!(store.list_api_tokens(&culler).await.unwrap().len(), 1, "a config token is replaced, not added");
+        // A loaded `admin` role that only lists its holders keeps the default admin scopes, as JupyterHub merges it.
+        let admins_only = StartupState {
+            roles: vec![RoleSpec { name: "admin".into(), users: vec!["dave".into()], ..RoleSpec::default() }],
+            ..StartupState::default()
+        };
+        apply(&store, &admins_only).await.unwrap();
+        let admin_scopes = store.get_role_scopes(&RoleName::parse("admin").unwrap()).await.unwrap();
+        assert!(admin_scopes.iter().any(|scope| scope == "admin:users"), "{admin_scopes:?}");
+        assert_eq!(admin_scopes.len(), DefaultRole::Admin.scopes().len());
         let bad = StartupState { admin_users: vec![String::new()], ..StartupState::default() };
         let error = apply(&store, &bad).await.unwrap_err().to_string();
         assert!(error.starts_with("hub.config.Authenticator.admin_users: user ``"), "{error}");

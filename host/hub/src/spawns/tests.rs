@@ -105,7 +105,11 @@ async fn a_spawn_from_the_form_and_one_from_the_api_each_ask_the_profiles_and_po
 async fn wait_running(store: &SqliteStore, user: &str) {
     let (name, default) = (UserName::parse(user).unwrap(), ServerName::default_server());
     for _ in 0..300 {
-        let server = store.get_server(&name, &default).await.unwrap();
+        // The record may not exist yet: the start that makes it runs in its own task.
+        let Ok(server) = store.get_server(&name, &default).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         match server.state {
             SpawnState::Running => return,
             SpawnState::Failed => panic!("{user}'s spawn failed: {:?}", server.failure),
