@@ -1,7 +1,7 @@
 //! The Kubernetes spawner with the policy host's profiles and pods hooks, wired as the hub wires them, against the
 //! fake API server of `host/testkit`: the example profiles-by-group policy decides which profile a user may
 //! start, the spawner applies the profile the hub resolved, and the example GPU pod policy patches the pod through
-//! `wasmhub_hub::PolicyPods`. Every object the fake stored passes `kubernetes-validate --strict`.
+//! `wasmhub_hub::Policies`. Every object the fake stored passes `kubernetes-validate --strict`.
 //!
 //! It lives here rather than in `host/kube` because that crate does not depend on the policy host (nor on the
 //! WebAssembly runtime under it); this crate may depend on everything.
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wasmhub_hub::PolicyPods;
+use wasmhub_hub::Policies;
 use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
 use wasmhub_policy::hooks::{Profile, ProfileChoice, ProfileResolution, User, initialize_profiles};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
@@ -143,7 +143,7 @@ async fn profile_and_pod_policies_shape_the_pod() {
     let profiles = profiles(&config);
     let (client, namespace) = KubeSpawner::client(Some(&fake.kubeconfig_path())).await.unwrap();
     let settings = storage_none_settings(&namespace);
-    let spawner = KubeSpawner::new(client, settings, Arc::new(PolicyPods::new(policy.clone()))).await;
+    let spawner = KubeSpawner::new(client, settings, Arc::new(Policies::new(policy.clone()))).await;
 
     // bob is not in gpu-users: the profile policy refuses the GPU profile before anything is created.
     let bob = request("bob", json!({"profile": "gpu"}));

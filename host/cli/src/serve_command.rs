@@ -239,7 +239,7 @@ async fn spawner(config: &Config, policy: &Arc<PolicyHost>) -> anyhow::Result<Ar
             let settings: KubeSpawnerConfig = settings::kube::kube_spawner_config(config, &default_namespace)
                 .context("the Kubernetes spawner's settings (singleuser, hub.config.KubeSpawner)")?;
             tracing::info!(namespace = %settings.namespace, "spawning servers as Kubernetes pods");
-            let pods = Arc::new(wasmhub_hub::PolicyPods::new(policy.clone()));
+            let pods = Arc::new(wasmhub_hub::Policies::new(policy.clone()));
             Arc::new(KubeSpawner::new(client, settings, pods).await)
         }
     })

@@ -41,7 +41,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use wasmhub_policy::{PolicyHost, PolicyHostConfig};
+use wasmhub_policy::PolicyHost;
 use wasmhub_proxy::Routes;
 use wasmhub_spawner::Spawner;
 use wasmhub_store::Store;
@@ -54,7 +54,7 @@ pub use login::authenticator::{
     Authenticator, AuthenticatorConfigError, DummyAuthenticator, LoginForm, SharedPasswordAuthenticator,
     VerifiedIdentity,
 };
-pub use policy::{Policies, PolicyPods};
+pub use policy::Policies;
 pub use run::{RunError, RunSettings, run};
 pub use spawns::AdoptionReport;
 pub use startup::apply as apply_startup_state;
@@ -209,9 +209,6 @@ pub struct Hub {
 impl Hub {
     /// A hub whose hooks decide with the built-in rules (logins with `HubConfig::auth`) until
     /// [`Hub::with_policy`] gives it the site's policy host.
-    ///
-    /// # Panics
-    /// Never in practice: a policy host without a policies folder starts no engine and has nothing to fail.
     pub fn new(config: HubConfig, store: Arc<dyn Store>, spawner: Arc<dyn Spawner>, routes: Arc<dyn Routes>) -> Hub {
         let probe = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -222,11 +219,8 @@ impl Hub {
         let authenticator = Arc::new(SharedPasswordAuthenticator::no_passwords());
         let templates =
             pages::templates::Templates::new(&config.template_paths, &format!("{}hub/static/", config.base_url));
-        let built_in = PolicyHostConfig {
-            defaults: wasmhub_policy::native::NativeDefaults { auth: config.auth.clone(), ..Default::default() },
-            ..PolicyHostConfig::default()
-        };
-        let policies = Policies::new(Arc::new(PolicyHost::start(built_in).expect("the policy engine starts")));
+        let defaults = wasmhub_policy::native::NativeDefaults { auth: config.auth.clone(), ..Default::default() };
+        let policies = Policies::new(Arc::new(PolicyHost::built_in(defaults)));
         Hub {
             inner: Arc::new(Inner {
                 config,

@@ -187,13 +187,7 @@ impl PolicyHost {
             Some(_) => Some(PolicyEngine::new(config.cache_dir.clone())?),
             None => None,
         };
-        let shared = Arc::new(Shared {
-            engine,
-            config,
-            slots: Default::default(),
-            decisions: Default::default(),
-            loader: Mutex::new(BTreeMap::new()),
-        });
+        let shared = Arc::new(Shared::new(engine, config));
         shared.scan();
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = if shared.config.folder.is_some() && !shared.config.poll_interval.is_zero() {
@@ -209,6 +203,13 @@ impl PolicyHost {
             None
         };
         Ok(PolicyHost { shared, stop, watcher })
+    }
+
+    /// A host whose every hook is the built-in rule of `defaults`: without a policies folder it has no engine and no
+    /// watcher, so it starts nothing and cannot fail.
+    pub fn built_in(defaults: NativeDefaults) -> PolicyHost {
+        let config = PolicyHostConfig { defaults, ..PolicyHostConfig::default() };
+        PolicyHost { shared: Arc::new(Shared::new(None, config)), stop: Arc::default(), watcher: None }
     }
 
     /// Scans the folder now, on this thread (the watcher does the same on its own schedule).
@@ -508,6 +509,10 @@ fn run_watcher(shared: &Shared, stop: &AtomicBool) {
 }
 
 impl Shared {
+    fn new(engine: Option<PolicyEngine>, config: PolicyHostConfig) -> Shared {
+        Shared { engine, config, slots: Default::default(), decisions: Default::default(), loader: Mutex::default() }
+    }
+
     /// Brings the slots in line with the folder. Runs on the loader thread (or `reload_now`'s caller).
     fn scan(&self) {
         let Some(folder) = &self.config.folder else { return };

@@ -10,7 +10,6 @@ mod pods;
 
 use std::sync::Arc;
 
-pub use pods::PolicyPods;
 use wasmhub_policy::PolicyHost;
 use wasmhub_policy::hooks::{
     AuthDecision, CullDecision, CullServer, Identity, Profile, ProfileChoice, ProfileResolution, User,

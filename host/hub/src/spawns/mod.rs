@@ -81,7 +81,9 @@ pub(crate) enum StopError {
 }
 
 /// Starts `user`'s server `server_name` with `user_options` (`None` reuses the previous spawn's), waiting up to
-/// `wait` for it to be ready; a spawn that takes longer goes on in its own task.
+/// `wait` for it to be ready; a spawn that takes longer goes on in its own task. The caller has checked
+/// `allow_named_servers`, as JupyterHub answers that before anything else (the API before parsing the body, the
+/// pages before any page of a named server).
 pub(crate) async fn start(
     hub: &Hub,
     user: &User,
@@ -118,9 +120,6 @@ async fn begin(
     user_options: Option<Map<String, Value>>,
 ) -> Result<Option<Begun>, StartError> {
     let (hub, user, server_name) = (&hub, &user, &server_name);
-    if !server_name.as_str().is_empty() && !hub.config().allow_named_servers {
-        return Err(StartError::Refused("Named servers are not enabled.".to_owned()));
-    }
     let existing = match hub.store().get_server(&user.name, server_name).await {
         Ok(server) => Some(server),
         Err(StoreError::NotFound { .. }) => None,

@@ -17,7 +17,7 @@ use wasmhub_store::{SqliteStore, Store};
 use wasmhub_testkit::fake_k8s::{FakeApiServer, FakeConfig, PodMatch, ProcessBacking, Resource, Scenario};
 
 use crate::tests::{Browser, SERVER, call, location, user_with_token};
-use crate::{AuthSettings, DummyAuthenticator, Hub, HubConfig, PolicyPods, router};
+use crate::{AuthSettings, DummyAuthenticator, Hub, HubConfig, Policies, router};
 
 const PASSWORD: &str = "the-password";
 
@@ -51,7 +51,7 @@ async fn a_spawn_from_the_form_and_one_from_the_api_each_ask_the_profiles_and_po
         collect_orphans: false,
         slow_spawn_interval: Duration::from_secs(10),
     };
-    let spawner = KubeSpawner::new(client, settings, Arc::new(PolicyPods::new(policy.clone()))).await;
+    let spawner = KubeSpawner::new(client, settings, Arc::new(Policies::new(policy.clone()))).await;
     let profiles = initialize_profiles(&[
         json!({ "display_name": "Small", "slug": "small", "default": true }),
         json!({ "display_name": "Large", "slug": "large", "kubespawner_override": { "cpu_limit": 2.0 } }),
