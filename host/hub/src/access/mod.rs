@@ -1,9 +1,10 @@
 //! Who is calling and what they may do: the [`caller::Caller`] behind a token or a login cookie, the scope
-//! evaluation, browser sessions and their cookies, the cache of resolved token callers, and the one form-XSRF
+//! evaluation, browser sessions and their cookies, the guards against granting more than the caller holds, the cache of resolved token callers, and the one form-XSRF
 //! check. Everything else in the hub asks this room before it acts; it asks no other room.
 
 pub(crate) mod caller;
 pub(crate) mod caller_cache;
+pub(crate) mod grants;
 pub(crate) mod scopes;
 pub(crate) mod session;
 pub(crate) mod xsrf;

@@ -14,6 +14,7 @@ use wasmhub_model::{GroupName, UserName};
 use wasmhub_store::{Group, PageRequest, StoreError};
 
 use crate::access::caller::Caller;
+use crate::access::grants;
 use crate::access::scopes::Resource;
 use crate::api::models::group_model;
 use crate::api::query::{Pagination, Query};
@@ -220,6 +221,9 @@ pub(crate) async fn add_group_users(
     caller.require(&["groups"], &Resource::Group { name: &name })?;
     let group = find_group(&hub, &name).await?;
     let users = existing_users(&hub, Some(&membership_body(&body, "add")?)).await?;
+    for user in users.iter().filter(|user| !group.users.contains(user)) {
+        grants::require_membership_held(&hub, &caller, user.as_str(), &group.name).await?;
+    }
     let group = if users.is_empty() { group } else { hub.store().add_group_members(&group.name, &users).await? };
     Ok(Json(group_model(&group, &caller.scopes)).into_response())
 }

@@ -15,6 +15,7 @@ use wasmhub_store::{
 };
 
 use crate::access::caller::Caller;
+use crate::access::grants;
 use crate::access::scopes::Resource;
 use crate::access::{find_user, group_names};
 use crate::api::models::{MaybeUserModel, UserModel, user_model};
@@ -167,6 +168,29 @@ fn require_admin_to_grant(caller: &Caller, body: &Map<String, Value>) -> Result<
     Ok(())
 }
 
+/// Checks that the caller may give `user` the roles and groups the body lists that `user` does not have yet.
+async fn require_grants_held(
+    hub: &Hub,
+    caller: &Caller,
+    user: &str,
+    current: Option<&User>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    for role in list_of_strings(body, "roles").unwrap_or_default() {
+        if !current.is_some_and(|user| user.roles.iter().any(|held| held.as_str() == role)) {
+            grants::require_role_held(hub, caller, user, &role).await?;
+        }
+    }
+    for group in list_of_strings(body, "groups").unwrap_or_default() {
+        // An unknown group is refused with its own message when the memberships are applied.
+        let Ok(group) = GroupName::parse(&group) else { continue };
+        if !current.is_some_and(|user| user.groups.contains(&group)) {
+            grants::require_membership_held(hub, caller, user, &group).await?;
+        }
+    }
+    Ok(())
+}
+
 fn list_of_strings(body: &Map<String, Value>, key: &str) -> Option<Vec<String>> {
     body.get(key)?.as_array().map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
 }
@@ -181,6 +205,7 @@ pub(crate) async fn create_user(
     let body = body_object(&body)?.unwrap_or_default();
     check_user_model(&body)?;
     require_admin_to_grant(&caller, &body)?;
+    require_grants_held(&hub, &caller, &name, None, &body).await?;
     let user_name = UserName::parse(&name).map_err(|_| ApiError::bad_request(format!("Invalid username: {name}")))?;
     let admin = body.get("admin").and_then(Value::as_bool).unwrap_or(false);
     let user = match hub.store().create_user(&user_name, admin).await {
@@ -298,6 +323,8 @@ pub(crate) async fn patch_user(
     let body = body_object(&body)?.unwrap_or_default();
     check_user_model(&body)?;
     require_admin_to_grant(&caller, &body)?;
+    grants::require_admin_for_admin(&caller, &user)?;
+    require_grants_held(&hub, &caller, &name, Some(&user), &body).await?;
     if body.get("auth_state").is_some_and(|value| !value.is_null()) {
         return Err(ApiError::bad_request("auth_state is not stored by this hub"));
     }
@@ -335,6 +362,7 @@ pub(crate) async fn delete_user(
     if caller.user_name() == Some(user.name.as_str()) {
         return Err(ApiError::bad_request("Cannot delete yourself!"));
     }
+    grants::require_admin_for_admin(&caller, &user)?;
     for server in hub.store().list_servers(Some(&user.name)).await? {
         if server.state.is_active() {
             crate::spawns::stop_for_delete(&hub, &server).await.map_err(|error| match error {
