@@ -209,8 +209,18 @@ async function restricted(browser) {
   return { profiles, crossSite, landed };
 }
 
-/** The admin panel: list, filter, add carol, stop bob's server, groups; carol then logs in. */
+/** The admin panel: list, filter, add carol, stop bob's server, groups, a login lockout; carol then logs in. */
 async function admin(browser) {
+  // Someone guesses carol's password until the name is locked (the hub's default: 5 failures).
+  const guesser = await browser.newContext();
+  const guess = await guesser.newPage();
+  for (let attempt = 0; attempt < 5; attempt++) await logIn(guess, "carol", "a-guess-" + attempt);
+  const lockedOut = await logIn(guess, "carol", args.password);
+  check(lockedOut.status() === 429, "after 5 failures carol's name answers 429, not " + lockedOut.status());
+  check((await guess.textContent(".login_error")).includes("Too many failed logins"), "the lockout is explained");
+  await shot(guess, "login-locked");
+  await guesser.close();
+
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
   page.on("dialog", (dialog) => dialog.accept());
@@ -218,6 +228,13 @@ async function admin(browser) {
   await page.goto(hub + "/hub/admin");
   await page.waitForSelector('tr.user-row[data-user="bob"]');
   await shot(page, "admin");
+
+  // The admin sees the lockout and lifts it, so carol can log in below.
+  const lockout = 'tr.lockout-row[data-kind="user"][data-key="carol"]';
+  await page.waitForSelector(lockout);
+  await shot(page, "admin-lockouts");
+  await page.click(lockout + " .unlock-button");
+  await page.waitForSelector("#admin-lockouts.hidden", { state: "attached" });
 
   await page.fill("#add-usernames", "carol");
   await page.click("#add-users-btn");

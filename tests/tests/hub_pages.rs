@@ -146,7 +146,7 @@ async fn a_user_logs_in_picks_a_profile_and_watches_the_spawn() {
     assert_eq!(bob["servers"], json!({}), "no forged request started bob's server: {bob}");
 }
 
-/// The admin adds carol (who can then log in), stops bob's server, makes a group and edits a user, all from the
+/// The admin lifts a login lockout, adds carol (who can then log in), stops bob's server, makes a group and edits a user, all from the
 /// panel.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_adds_a_user_and_stops_a_server_from_the_panel() {

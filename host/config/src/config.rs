@@ -172,6 +172,25 @@ section! {
         noop("noop"): NoopSpawner = NoopSpawner::default(),
         /// The Kubernetes spawner (`spawner: kubernetes`): where the cluster is and how pods reach the hub.
         kubernetes("kubernetes"): Kubernetes = Kubernetes::default(),
+        /// Login throttling for the password form: failures per user name and per client address.
+        login_throttle("loginThrottle"): LoginThrottle = LoginThrottle::default(),
+    }
+}
+
+section! {
+    /// Login throttling for the password form (every form authenticator). After too many failures within
+    /// `window`, the user name or the client address is answered 429 for `lockout` seconds without checking the
+    /// password; admins see and lift lockouts at `/hub/api/_wasmhub/login-lockouts`. A limit of 0 turns that count off.
+    pub struct LoginThrottle {
+        /// Failed logins of one user name within `window` that lock the name.
+        max_failures_per_user("maxFailuresPerUser"): u32 = 5,
+        /// Failed logins from one client address (the last `X-Forwarded-For` entry the proxy adds) within `window`
+        /// that lock the address.
+        max_failures_per_address("maxFailuresPerAddress"): u32 = 20,
+        /// Seconds over which failures are counted.
+        window("window"): u64 = 600,
+        /// Seconds a lockout lasts.
+        lockout("lockout"): u64 = 300,
     }
 }
 

@@ -50,6 +50,7 @@ use crate::error::{ApiError, error_response};
 
 pub use api::shutdown::ShutdownRequest;
 pub use culler::{CullSweep, CullerConfig};
+pub use login::throttle::ThrottleSettings;
 pub use login::authenticator::{
     Authenticator, AuthenticatorConfigError, DummyAuthenticator, LoginForm, SharedPasswordAuthenticator,
     VerifiedIdentity,
@@ -124,6 +125,8 @@ pub struct HubConfig {
     /// `JupyterHub.named_server_limit_per_user` (`hub.namedServerLimitPerUser`): most named servers a user may
     /// have; creating one more is refused with 400. `None` or 0 is unlimited.
     pub named_server_limit_per_user: Option<u32>,
+    /// Login throttling for the password form (`wasmhub.loginThrottle`).
+    pub login_throttle: login::throttle::ThrottleSettings,
 }
 
 impl HubConfig {
@@ -170,6 +173,7 @@ impl Default for HubConfig {
             shutdown_on_logout: false,
             active_server_limit: None,
             named_server_limit_per_user: None,
+            login_throttle: login::throttle::ThrottleSettings::default(),
         }
     }
 }
@@ -198,6 +202,8 @@ struct Inner {
     templates: pages::templates::Templates,
     /// API-token callers already resolved (`caller_cache.rs`).
     caller_cache: access::caller_cache::CallerCache,
+    /// Failed form logins by name and address (`login/throttle.rs`).
+    login_throttle: login::throttle::LoginThrottle,
 }
 
 /// The hub's shared state. Cheap to clone.
@@ -223,7 +229,6 @@ impl Hub {
         let policies = Policies::new(Arc::new(PolicyHost::built_in(defaults)));
         Hub {
             inner: Arc::new(Inner {
-                config,
                 store,
                 spawner,
                 routes,
@@ -236,6 +241,8 @@ impl Hub {
                 metrics: metrics::HubMetrics::default(),
                 templates,
                 caller_cache: access::caller_cache::CallerCache::new(),
+                login_throttle: login::throttle::LoginThrottle::new(config.login_throttle.clone()),
+                config,
             }),
         }
     }
@@ -265,6 +272,10 @@ impl Hub {
 
     pub(crate) fn caller_cache(&self) -> &access::caller_cache::CallerCache {
         &self.inner.caller_cache
+    }
+
+    pub(crate) fn login_throttle(&self) -> &login::throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
 
     pub(crate) fn authenticator(&self) -> &dyn Authenticator {
@@ -345,7 +356,8 @@ pub async fn serve(
             () = requested => {}
         }
     };
-    axum::serve(listener, router(hub)).with_graceful_shutdown(either).await
+    let app = router(hub).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(either).await
 }
 
 /// JupyterHub's `PrefixRedirectHandler`: a request outside `/hub/` reached the hub because the proxy has no route

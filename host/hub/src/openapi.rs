@@ -169,6 +169,10 @@ pub(crate) const OPERATIONS: &[Operation] = &[
         [ok(200, "The access token", Body::Json("OAuthToken")), ok(400, "OAuth error", Body::Json("OAuthError")), ok(401, "Bad client credentials", Body::Json("OAuthError"))]),
     op!("get" "/_wasmhub/openapi.json" "wasmhub.OpenApiHandler" &[], "This document", None,
         [ok(200, "OpenAPI 3.1", Body::Json("OpenApi"))]),
+    op!("get" "/_wasmhub/login-lockouts" "wasmhub.LoginLockoutsHandler" &["admin:users"], "Login names and client addresses locked out after failed logins", None,
+        [ok(200, "The lockouts in force", Body::Json("Lockouts")), FORBIDDEN]),
+    op!("delete" "/_wasmhub/login-lockouts" "wasmhub.LoginLockoutsHandler" &["admin:users"], "Lift one lockout: `?user=<name>` or `?address=<ip>`", None,
+        [ok(204, "Lifted", Body::Empty), BAD_REQUEST, FORBIDDEN, NOT_FOUND]),
 ];
 
 /// JupyterHub's handler class for a matched route (`/hub/api/...` as axum reports it, or its aliases).
@@ -265,6 +269,11 @@ fn schemas() -> Value {
             "ready": { "type": "boolean" }, "failed": { "type": "boolean" }, "url": string(),
         }), &["progress", "message"]),
         "OpenApi": { "type": "object", "required": ["openapi", "paths"] },
+        "Lockouts": object(json!({
+            "lockouts": { "type": "array", "items": object(json!({
+                "kind": { "enum": ["user", "address"] }, "key": string(), "failures": { "type": "integer" }, "until": string(),
+            }), &["kind", "key", "failures", "until"]) },
+        }), &["lockouts"]),
         "NewUsers": object(json!({ "usernames": strings, "admin": { "type": "boolean" } }), &["usernames"]),
         "UserChange": object(json!({
             "name": string(), "admin": { "type": "boolean" }, "groups": strings, "roles": strings, "auth_state": nullable("object"),

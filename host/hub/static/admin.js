@@ -1,5 +1,5 @@
 // The admin panel: users with paging, filter and sort; add, edit and delete users; start, stop and open their
-// servers; groups. Everything goes through the REST API, so the hub's scope checks apply to every action.
+// servers; groups; login lockouts. Everything goes through the REST API, so the hub's scope checks apply to every action.
 "use strict";
 (function () {
   const PAGINATION = "application/jupyterhub-pagination+json";
@@ -149,6 +149,27 @@
     }
   }
 
+  async function loadLockouts() {
+    const data = await hubApi("GET", "/_wasmhub/login-lockouts");
+    const body = document.getElementById("lockouts");
+    body.replaceChildren();
+    for (const lockout of data.lockouts || []) {
+      const row = element("tr", { class: "lockout-row", "data-kind": lockout.kind, "data-key": lockout.key });
+      row.appendChild(element("td", {}, (lockout.kind === "user" ? "user " : "address ") + lockout.key));
+      row.appendChild(element("td", {}, String(lockout.failures)));
+      row.appendChild(element("td", {}, new Date(lockout.until).toLocaleString()));
+      const actions = element("td", { class: "actions" });
+      actions.appendChild(button("Unlock", "btn-primary unlock-button", async () => {
+        await hubApi("DELETE", "/_wasmhub/login-lockouts?" + new URLSearchParams({ [lockout.kind]: lockout.key }));
+        message("Unlocked " + lockout.key + ".");
+        await loadLockouts();
+      }));
+      row.appendChild(actions);
+      body.appendChild(row);
+    }
+    document.getElementById("admin-lockouts").classList.toggle("hidden", !body.children.length);
+  }
+
   document.getElementById("add-users-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const usernames = document.getElementById("add-usernames").value.split(/[\s,]+/).filter(Boolean);
@@ -242,4 +263,5 @@
 
   loadUsers().catch((error) => message(error.message));
   loadGroups().catch((error) => message(error.message));
+  loadLockouts().catch((error) => message(error.message));
 })();

@@ -7,7 +7,7 @@ pub(crate) mod kube;
 use std::time::Duration;
 
 use wasmhub_config::{Config, SpawnerKind};
-use wasmhub_hub::{AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState};
+use wasmhub_hub::{AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState, ThrottleSettings};
 
 /// The hub's settings; `hub_url` is where local clients reach the hub's listener (`http://127.0.0.1:8081`).
 pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> anyhow::Result<HubConfig> {
@@ -47,8 +47,20 @@ pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> 
         named_server_limit_per_user: config.hub.named_server_limit_per_user,
         profiles,
         template_paths: config.hub.config.jupyterhub.template_paths.clone(),
+        login_throttle: login_throttle(config),
         ..HubConfig::default()
     })
+}
+
+/// `wasmhub.loginThrottle`.
+fn login_throttle(config: &Config) -> ThrottleSettings {
+    let throttle = &config.wasmhub.login_throttle;
+    ThrottleSettings {
+        max_failures_per_user: throttle.max_failures_per_user,
+        max_failures_per_address: throttle.max_failures_per_address,
+        window: Duration::from_secs(throttle.window),
+        lockout: Duration::from_secs(throttle.lockout),
+    }
 }
 
 /// `hub.services`, `hub.loadRoles` and the admin and allowed users.
@@ -118,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_https_proxy_makes_the_hubs_cookies_secure_and_the_server_limits_reach_the_hub() {
+    fn an_https_proxy_makes_the_hubs_cookies_secure_and_the_limits_and_throttle_reach_the_hub() {
         let mut config = Config::default();
         let plain = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
         assert!(!plain.cookie_secure);
@@ -128,5 +140,11 @@ mod tests {
         let https = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
         assert!(https.cookie_secure);
         assert_eq!((https.active_server_limit, https.named_server_limit_per_user), (Some(3), Some(2)));
+        assert_eq!(https.login_throttle, ThrottleSettings::default());
+        config.wasmhub.login_throttle.max_failures_per_user = 2;
+        config.wasmhub.login_throttle.lockout = 7;
+        let throttled = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
+        assert_eq!(throttled.login_throttle.max_failures_per_user, 2);
+        assert_eq!(throttled.login_throttle.lockout, Duration::from_secs(7));
     }
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod groups;
 pub(crate) mod identity;
+pub(crate) mod lockouts;
 pub(crate) mod models;
 pub(crate) mod progress;
 pub(crate) mod proxy;
@@ -55,6 +56,7 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/shutdown", post(shutdown::shutdown))
         .route("/metrics", get(metrics::metrics))
         .route("/_wasmhub/openapi.json", get(openapi::serve_document))
+        .route("/_wasmhub/login-lockouts", get(lockouts::list_lockouts).delete(lockouts::delete_lockout))
         .fallback(not_found)
 }
 

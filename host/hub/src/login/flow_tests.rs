@@ -180,6 +180,70 @@ async fn failed_logins_grant_nothing() {
     assert!(user(&hub.store, "alice").await.is_none());
 }
 
+/// Posts the login form from `address` (as the proxy reports it in `X-Forwarded-For`).
+async fn log_in_from(hub: &LoginHub, username: &str, password: &str, address: &str) -> Answer {
+    let mut browser = Browser::default();
+    browser.get(&hub.app, "/hub/login").await;
+    let fields = [("username", username), ("password", password), ("_xsrf", &browser.xsrf())];
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    // A client's own X-Forwarded-For comes first; the proxy's entry is the last one.
+    let forwarded = format!("203.0.113.99, {address}");
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("x-forwarded-for", forwarded.as_str())];
+    browser.request(&hub.app, Method::POST, "/hub/login?next=", Some(&body), &headers).await
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_name_and_the_address_with_429() {
+    let throttle = crate::ThrottleSettings {
+        max_failures_per_user: 3,
+        max_failures_per_address: 5,
+        window: Duration::from_secs(600),
+        lockout: Duration::from_secs(120),
+    };
+    let hub = login_hub(allow_all(), |config| config.login_throttle = throttle, false).await;
+    for _ in 0..3 {
+        assert_eq!(log_in_from(&hub, "alice", "wrong", "192.0.2.1").await.status, StatusCode::FORBIDDEN);
+    }
+    // Locked: even the right password is not checked, from any address, and the answer says for how long.
+    let locked = log_in_from(&hub, "Alice", PASSWORD, "192.0.2.2").await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.text);
+    assert!(locked.text.contains("Too many failed logins. Try again in 120 seconds."), "{}", locked.text);
+    assert_eq!(locked.headers[header::RETRY_AFTER], "120");
+    assert!(user(&hub.store, "alice").await.is_none());
+    // Other names still log in, and a success before the limit clears the name's count.
+    assert_eq!(log_in_from(&hub, "bob", PASSWORD, "192.0.2.1").await.status, StatusCode::FOUND);
+    log_in_from(&hub, "bob", "wrong", "192.0.2.3").await;
+    log_in_from(&hub, "bob", "wrong", "192.0.2.3").await;
+    assert_eq!(log_in_from(&hub, "bob", PASSWORD, "192.0.2.3").await.status, StatusCode::FOUND);
+    log_in_from(&hub, "bob", "wrong", "192.0.2.3").await;
+    assert_eq!(log_in_from(&hub, "bob", PASSWORD, "192.0.2.3").await.status, StatusCode::FOUND);
+    // Guessing many names from one address locks the address (3 failures for alice + 2 more from 192.0.2.1).
+    log_in_from(&hub, "carol", "wrong", "192.0.2.1").await;
+    log_in_from(&hub, "dave", "wrong", "192.0.2.1").await;
+    let answer = log_in_from(&hub, "erin", PASSWORD, "192.0.2.1").await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Admins see both lockouts and lift them; others may not.
+    let admin = crate::tests::user_with_token(&hub.store, "admin", true, &["inherit"]).await;
+    let listed = call_with(&hub.app, Method::GET, "/hub/api/_wasmhub/login-lockouts", Some(&admin), None, &[]).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let lockouts = listed.json()["lockouts"].clone();
+    let keys: Vec<(&str, &str)> = lockouts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|lockout| (lockout["kind"].as_str().unwrap(), lockout["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(keys, [("user", "alice"), ("address", "192.0.2.1")]);
+    let bob = crate::tests::user_with_token(&hub.store, "bob", false, &["inherit"]).await;
+    let uri = "/hub/api/_wasmhub/login-lockouts?user=alice";
+    call_with(&hub.app, Method::DELETE, uri, Some(&bob), None, &[]).await.assert_error(403);
+    let lifted = call_with(&hub.app, Method::DELETE, uri, Some(&admin), None, &[]).await;
+    assert_eq!(lifted.status, StatusCode::NO_CONTENT, "{}", lifted.text);
+    call_with(&hub.app, Method::DELETE, uri, Some(&admin), None, &[]).await.assert_error(404);
+    assert_eq!(log_in_from(&hub, "alice", PASSWORD, "192.0.2.9").await.status, StatusCode::FOUND);
+}
+
 #[tokio::test]
 async fn existing_users_may_log_in_when_allowed() {
     let settings = AuthSettings {

@@ -7,10 +7,14 @@
 //! and answers the same 403 form.
 
 pub(crate) mod authenticator;
+pub(crate) mod throttle;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::Utc;
 use serde_json::json;
@@ -24,6 +28,7 @@ use crate::access::session::{self, BrowserSession};
 use crate::access::{find_user, xsrf};
 use crate::error::ApiError;
 use crate::login::authenticator::LoginForm;
+use crate::login::throttle::{LoginThrottle, ThrottleKey};
 use crate::pages::redirects::{encode_query_value, found, next_url, page_error, query_value};
 use crate::pages::render as pages;
 
@@ -68,6 +73,20 @@ pub(crate) async fn get_login(
     Ok(response)
 }
 
+/// The client's address: the last `X-Forwarded-For` entry, which the proxy in front of the hub appended, else
+/// the connection's peer. A client that reaches the hub's port directly can choose the header; the per-name count
+/// still holds for it, and the hub's port is meant for the proxy and the servers only.
+fn client_address(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.rsplit(',').next())
+        .next_back()
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    forwarded.or(peer.map(|peer| peer.ip()))
+}
+
 fn login_action(hub: &Hub, next: Option<&str>) -> String {
     format!("{}login?next={}", session::hub_prefix(hub), encode_query_value(next.unwrap_or_default()))
 }
@@ -76,6 +95,7 @@ pub(crate) async fn post_login(
     State(hub): State<Hub>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> Result<Response, Response> {
     let fields = session::form_pairs(&body);
@@ -90,12 +110,28 @@ pub(crate) async fn post_login(
         .map_err(|refused| pages::error(StatusCode::FORBIDDEN, &refused.to_string()))?;
     let form =
         LoginForm { username: field("username").unwrap_or_default(), password: field("password").unwrap_or_default() };
-    let Some(user) = log_in(&hub, &form).await.map_err(page_error)? else {
+    let user_key = LoginThrottle::user_key(&form.username);
+    let mut throttle_keys = vec![user_key.clone()];
+    throttle_keys.extend(client_address(&headers, peer.map(|Extension(ConnectInfo(peer))| peer)).map(ThrottleKey::Address));
+    let refuse = |status: StatusCode, message: &str| {
         let token = expected.first().cloned().unwrap_or_default();
         let shown_name: String = form.username.chars().take(MAX_USERNAME_BYTES).collect();
         let action = login_action(&hub, next.as_deref());
-        return Err(pages::login(&hub, StatusCode::FORBIDDEN, &action, &token, &shown_name, Some(LOGIN_FAILED)));
+        pages::login(&hub, status, &action, &token, &shown_name, Some(message))
     };
+    if let Some(wait) = hub.login_throttle().locked(&throttle_keys) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        tracing::warn!(username = %form.username, "login refused: locked after repeated failures");
+        let message = format!("Too many failed logins. Try again in {seconds} seconds.");
+        let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, &message);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Err(response);
+    }
+    let Some(user) = log_in(&hub, &form).await.map_err(page_error)? else {
+        hub.login_throttle().record_failure(&throttle_keys);
+        return Err(refuse(StatusCode::FORBIDDEN, LOGIN_FAILED));
+    };
+    hub.login_throttle().record_success(&user_key);
     if let Some(previous) = &previous {
         hub.store()
             .delete_login_sessions(&previous.login.session_id)
