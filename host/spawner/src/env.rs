@@ -35,8 +35,22 @@ impl SingleUserContext {
         prefix
     }
 
-    /// The OAuth client id, which is also the server's cookie name.
+    /// The OAuth client id, which is also the server's cookie name: JupyterHub's `jupyterhub-user-<user>` for the
+    /// default server. For a named server JupyterHub appends `-<server>`, so user `a`'s server `b` and user
+    /// `a-b`'s default server would be one client; here the separator is `%2F`, a quoted `/`, which no quoted user
+    /// name contains (a user name has no `/`, and its `%` is quoted), so every server has a client of its own.
     pub fn oauth_client_id(&self) -> String {
+        let mut client_id = format!("jupyterhub-user-{}", quote(&self.user));
+        if !self.server_name.is_empty() {
+            client_id.push_str("%2F");
+            client_id.push_str(&quote(&self.server_name));
+        }
+        client_id
+    }
+
+    /// The id JupyterHub's scheme gives this server, which wasmhub used before [`Self::oauth_client_id`] became
+    /// unambiguous; servers started then still hold it. The same as the current id for a default server.
+    pub fn jupyterhub_oauth_client_id(&self) -> String {
         let mut client_id = format!("jupyterhub-user-{}", quote(&self.user));
         if !self.server_name.is_empty() {
             client_id.push('-');
@@ -140,9 +154,20 @@ mod tests {
     fn named_servers_and_odd_names_are_quoted() {
         let context = SingleUserContext { user: "b@r".into(), server_name: "gpu 1".into(), ..alice() };
         let env = singleuser_env(&context);
-        assert_eq!(env["JUPYTERHUB_CLIENT_ID"], "jupyterhub-user-b%40r-gpu%201");
+        assert_eq!(env["JUPYTERHUB_CLIENT_ID"], "jupyterhub-user-b%40r%2Fgpu%201");
         assert_eq!(env["JUPYTERHUB_SERVICE_PREFIX"], "/user/b%40r/gpu%201/");
         assert_eq!(env["JUPYTERHUB_SERVER_NAME"], "gpu 1");
+    }
+
+    #[test]
+    fn a_named_server_and_a_default_server_never_share_an_oauth_client() {
+        let named = SingleUserContext { user: "a".into(), server_name: "b".into(), ..alice() };
+        let dashed = SingleUserContext { user: "a-b".into(), ..alice() };
+        let slashed = SingleUserContext { user: "a%2Fb".into(), ..alice() };
+        assert_eq!(named.jupyterhub_oauth_client_id(), dashed.oauth_client_id(), "JupyterHub's scheme collides");
+        let ids = [named.oauth_client_id(), dashed.oauth_client_id(), slashed.oauth_client_id()];
+        assert_eq!(ids, ["jupyterhub-user-a%2Fb", "jupyterhub-user-a-b", "jupyterhub-user-a%252Fb"]);
+        assert_eq!(dashed.jupyterhub_oauth_client_id(), dashed.oauth_client_id());
     }
 
     #[test]

@@ -284,6 +284,21 @@ pub(crate) async fn remove_credentials(hub: &Hub, user: &UserName, server_name: 
         Ok(()) | Err(StoreError::NotFound { .. }) => {}
         Err(error) => tracing::warn!(%error, "deleting a server's OAuth client"),
     }
+    // A named server started before client ids were unambiguous holds JupyterHub's id, which can also be another
+    // user's default server (`a`/`b` and `a-b`): its client goes only when its callback is this server's.
+    let legacy = context.jupyterhub_oauth_client_id();
+    if legacy != context.oauth_client_id() {
+        let callback = format!("{prefix}oauth_callback");
+        match hub.store().get_oauth_client(&legacy).await {
+            Ok(client) if client.redirect_uri == callback => {
+                if let Err(error) = hub.store().delete_oauth_client(&legacy).await {
+                    tracing::warn!(%error, "deleting a server's OAuth client");
+                }
+            }
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(error) => tracing::warn!(%error, "reading a server's OAuth client"),
+        }
+    }
 }
 
 /// Stops a running server: `Stopping` persisted, route removed, spawner stopped, credentials removed, `Stopped`.

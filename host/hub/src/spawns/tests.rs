@@ -1,6 +1,6 @@
 //! One decision per hook per spawn: a spawn from the form and one from the REST API, through the Kubernetes
 //! spawner against the fake API server, each ask the profiles hook once and the pods hook once, counted at the
-//! policy host, and the pod carries the profile's override.
+//! policy host, and the pod carries the profile's override. Every server has an OAuth client of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use wasmhub_policy::hooks::{Hook, initialize_profiles};
 use wasmhub_policy::native::NativeDefaults;
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
 use wasmhub_proxy::{Proxy, ProxyConfig};
-use wasmhub_store::{SqliteStore, Store};
+use wasmhub_store::{NewOAuthClient, SqliteStore, Store};
 use wasmhub_testkit::fake_k8s::{FakeApiServer, FakeConfig, PodMatch, ProcessBacking, Resource, Scenario};
 
 use crate::tests::{Browser, SERVER, call, location, user_with_token};
@@ -133,4 +133,44 @@ async fn a_start_whose_caller_goes_away_still_runs_to_the_end() {
     wait_running(hub.store.as_ref(), "carol").await;
     let stopped = call(&hub.app, Method::DELETE, "/hub/api/users/carol/server", Some(&hub.admin_token), None).await;
     assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+}
+
+#[tokio::test]
+async fn user_as_server_b_and_user_a_b_get_oauth_clients_of_their_own() {
+    let hub = crate::tests::test_hub().await;
+    let admin = hub.admin_token.clone();
+    for user in ["a", "a-b"] {
+        user_with_token(&hub.store, user, false, &["inherit"]).await;
+    }
+    // A client left by a wasmhub that used JupyterHub's ids for a's server b (which a-b's default server shares).
+    let legacy = NewOAuthClient {
+        client_id: "jupyterhub-user-a-b".into(),
+        description: "Server at /user/a/b/".into(),
+        secret: None,
+        redirect_uri: "/user/a/b/oauth_callback".into(),
+        allowed_scopes: Vec::new(),
+    };
+    hub.store.put_oauth_client(&legacy).await.unwrap();
+    let named = call(&hub.app, Method::POST, "/hub/api/users/a/servers/b", Some(&admin), None).await;
+    assert_eq!(named.status, StatusCode::CREATED, "{}", named.text);
+    let named_client = hub.store.get_oauth_client("jupyterhub-user-a%2Fb").await.unwrap();
+    assert_eq!(named_client.redirect_uri, "/user/a/b/oauth_callback");
+    // Stopping a's server b removes the client it left under JupyterHub's id, too.
+    let stopped = call(&hub.app, Method::DELETE, "/hub/api/users/a/servers/b", Some(&admin), None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+    assert!(hub.store.get_oauth_client("jupyterhub-user-a-b").await.is_err());
+    assert!(hub.store.get_oauth_client("jupyterhub-user-a%2Fb").await.is_err());
+
+    // Both at once: two clients, each with its own callback; stopping a's server b leaves a-b's alone.
+    for uri in ["/hub/api/users/a/servers/b", "/hub/api/users/a-b/server"] {
+        let started = call(&hub.app, Method::POST, uri, Some(&admin), None).await;
+        assert_eq!(started.status, StatusCode::CREATED, "{uri}: {}", started.text);
+    }
+    let dashed = hub.store.get_oauth_client("jupyterhub-user-a-b").await.unwrap();
+    assert_eq!(dashed.redirect_uri, "/user/a-b/oauth_callback");
+    let named_client = hub.store.get_oauth_client("jupyterhub-user-a%2Fb").await.unwrap();
+    assert_eq!(named_client.redirect_uri, "/user/a/b/oauth_callback");
+    call(&hub.app, Method::DELETE, "/hub/api/users/a/servers/b", Some(&admin), None).await;
+    assert_eq!(hub.store.get_oauth_client("jupyterhub-user-a-b").await.unwrap().redirect_uri, dashed.redirect_uri);
+    call(&hub.app, Method::DELETE, "/hub/api/users/a-b/server", Some(&admin), None).await;
 }
