@@ -35,12 +35,16 @@ if ! stamp_ok "$peers/chp" "$chp_hash"; then
 fi
 
 # Python JupyterHub 5.x (with JupyterLab and the idle culler) and 6.x (with JupyterLab), one venv each.
+# Servers run as system users of their own (as root, the tests create them), so the venvs are made from an
+# interpreter every user can run: Debian's, not one under root's home such as pyenv's.
+python="/usr/bin/python3"
+[[ -x "$python" ]] || python="$(command -v python3)"
 for req in "$here"/requirements-*.txt; do
   name="venv-$(basename "$req" .txt | sed 's/^requirements-//')"
-  hash="$(sha256sum "$req" | cut -c1-16)"
+  hash="$( (cat "$req"; echo "$python") | sha256sum | cut -c1-16)"
   if ! stamp_ok "$peers/$name" "$hash"; then
     rm -rf "$peers/$name"
-    python3 -m venv "$peers/$name"
+    "$python" -m venv "$peers/$name"
     "$peers/$name/bin/pip" install --quiet --disable-pip-version-check -r "$req"
     echo "$hash" > "$peers/$name/.stamp"
   fi

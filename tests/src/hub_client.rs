@@ -111,7 +111,11 @@ pub async fn use_jupyterlab(hub: &RunningHub, browser: &Browser, user: &str, ser
         &lab_page[..lab_page.len().min(600)],
     );
     let contents = browser.client.get(format!("{}/user/{user}/api/contents", browser.base)).send().await?;
-    ensure!(contents.status() == 200, "/user/{user}/api/contents with cookies: {}", contents.status());
+    ensure!(
+        contents.status() == 200,
+        "/user/{user}/api/contents with cookies: {}\nserver log:\n{server_log}",
+        contents.status()
+    );
     let contents: Value = contents.json().await?;
     ensure!(contents["type"] == "directory", "contents: {contents}");
 

@@ -29,6 +29,7 @@ pub struct RunningHub {
     pub proxy_api_port: u16,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    hub_env: Vec<(String, String)>,
     starts: u32,
     child: Option<ChildGuard>,
 }
@@ -48,12 +49,29 @@ pub struct HubOptions {
     pub top_level: String,
     /// Extra keys under `wasmhub` (YAML, indented by two spaces), e.g. `policies:`.
     pub wasmhub_extra: String,
+    /// Extra variables in the hub's environment.
+    pub hub_env: Vec<(String, String)>,
+}
+
+/// Whose accounts servers run as, as `wasmhub.local` keys. As root (CI), as wasmhub runs in production: each
+/// server as its own system user, created on first spawn, working in `<test folder>/home/<user>` so the harness
+/// still finds (and cleans up) its processes by working directory; the folder becomes traversable (0711) for them.
+/// Without root the hub cannot switch users, so servers share its user, as a one-person trial would.
+fn servers_users(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata("/proc/self").map(|proc| std::os::unix::fs::MetadataExt::uid(&proc)).unwrap_or(1) == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).expect("making the test folder traversable");
+        format!("    createSystemUsers: true\n    workDir: \"{}/home/{{username}}\"", dir.display())
+    } else {
+        "    shareHubUser: true".to_owned()
+    }
 }
 
 impl RunningHub {
     /// Writes the config and starts the hub; returns once `/hub/api` answers through the proxy.
     pub fn start(options: HubOptions) -> RunningHub {
         let dir = tempfile::Builder::new().prefix("wasmhub-hub-test").tempdir().expect("tempdir");
+        let local_users = servers_users(dir.path());
         let venv = venv_bin(if options.venv.is_empty() { "jh5" } else { options.venv });
         let python_env = venv.parent().expect("venv/bin has a parent").to_owned();
         let (public_port, hub_port, proxy_api_port) = (free_port(), free_port(), free_port());
@@ -83,6 +101,7 @@ wasmhub:
     pythonEnv: "{python_env}"
     logDir: "{logs}"
     stopTimeout: 5
+{local_users}
 {wasmhub_extra}
 {top_level}
 "#,
@@ -97,7 +116,16 @@ wasmhub:
         );
         let config_path = dir.path().join("wasmhub.yaml");
         std::fs::write(&config_path, config).expect("writing the config");
-        let mut hub = RunningHub { public_port, hub_port, proxy_api_port, dir, config_path, starts: 0, child: None };
+        let mut hub = RunningHub {
+            public_port,
+            hub_port,
+            proxy_api_port,
+            dir,
+            config_path,
+            hub_env: options.hub_env,
+            starts: 0,
+            child: None,
+        };
         hub.launch();
         hub
     }
@@ -111,6 +139,7 @@ wasmhub:
             .arg(&self.config_path)
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info,wasmhub_hub=debug")
+            .envs(self.hub_env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log);
@@ -154,6 +183,11 @@ wasmhub:
     pub fn restart(&mut self) {
         self.kill_hub();
         self.launch();
+    }
+
+    /// The hub process's pid.
+    pub fn hub_pid(&self) -> Option<i32> {
+        self.child.as_ref().map(ChildGuard::pid)
     }
 
     /// Whether the hub process is still running; its log when not.

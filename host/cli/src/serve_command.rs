@@ -4,6 +4,7 @@
 //! servers are left running and adopted by the next start, as JupyterHub does with `cleanup_servers = False`.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Everything the hub creates (database, routes file, policy cache, logs) is its own alone: 0600 and 0700.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
     let config = match &args.config {
@@ -193,7 +196,11 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 // keeps them one.
                 SqliteStore::open_url("sqlite:file:wasmhub?mode=memory&cache=shared").await
             } else if let Some(path) = url.strip_prefix("sqlite://") {
-                SqliteStore::open(Path::new(path)).await
+                let store = SqliteStore::open(Path::new(path)).await;
+                // A database an earlier hub created under a looser umask becomes the hub's alone.
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making the SQLite database {path} private (0600)"))?;
+                store
             } else {
                 SqliteStore::open_url(&url).await
             };
@@ -267,6 +274,8 @@ fn local_spawner_config(config: &Config) -> anyhow::Result<LocalSpawnerConfig> {
     }
     std::fs::create_dir_all(&local.log_dir)
         .with_context(|| format!("wasmhub.local.logDir: cannot create {}", local.log_dir.display()))?;
+    std::fs::set_permissions(&local.log_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("wasmhub.local.logDir: cannot make {} private (0700)", local.log_dir.display()))?;
     let args = spawner.args.clone();
     Ok(LocalSpawnerConfig {
         cmd,
@@ -274,6 +283,8 @@ fn local_spawner_config(config: &Config) -> anyhow::Result<LocalSpawnerConfig> {
         ip: local.ip.clone(),
         log_dir: local.log_dir.clone(),
         term_timeout: Duration::from_secs(local.stop_timeout),
+        run_as: settings::local_run_as(config, nix::unistd::geteuid())?,
+        work_dir: local.work_dir.clone(),
         ..LocalSpawnerConfig::default()
     })
 }

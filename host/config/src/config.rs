@@ -265,8 +265,16 @@ section! {
         /// Python environment (virtualenv or conda prefix) whose `bin/` holds `jupyterhub-singleuser`; null
         /// looks it up on `PATH`.
         python_env("pythonEnv"): Option<PathBuf> = None,
-        /// Working directory of each server, `{username}` replaced; null uses the hub's working directory.
+        /// Working directory of each server, `{username}` replaced, created when missing (owned by the server's
+        /// system user, 0700); null uses the system user's home (or, with `shareHubUser`, the hub's working directory).
         work_dir("workDir"): Option<String> = None,
+        /// Creates a missing system user (`useradd --create-home`, home 0700) on first spawn, as JupyterHub's
+        /// `create_system_users`; otherwise each hub user must already be a system user of the same name.
+        create_system_users("createSystemUsers"): bool = false,
+        /// Runs every server as the hub's own Unix user. Without root the hub cannot switch users, and then it
+        /// starts no server unless this says so; every user's server can then read the hub's files, its environment
+        /// and the other servers' tokens, so it fits one person trying wasmhub out. Refused when the hub is root.
+        share_hub_user("shareHubUser"): bool = false,
         /// Folder of the per-server log files.
         log_dir("logDir"): PathBuf = PathBuf::from("logs"),
         /// Address the servers listen on; each gets a free port.

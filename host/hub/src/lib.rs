@@ -127,6 +127,8 @@ pub struct HubConfig {
     pub named_server_limit_per_user: Option<u32>,
     /// Login throttling for the password form (`wasmhub.loginThrottle`).
     pub login_throttle: login::throttle::ThrottleSettings,
+    /// Servers run as the hub's own Unix user (`wasmhub.local.shareHubUser`); the admin page says what that means.
+    pub servers_share_hub_user: bool,
 }
 
 impl HubConfig {
@@ -174,6 +176,7 @@ impl Default for HubConfig {
             active_server_limit: None,
             named_server_limit_per_user: None,
             login_throttle: login::throttle::ThrottleSettings::default(),
+            servers_share_hub_user: false,
         }
     }
 }

@@ -127,9 +127,17 @@ impl PolicyEngine {
                 .spawn(move || run_ticker(&engine, &clock, &stop))
                 .map_err(EngineError::Ticker)?
         };
+        let mut cache_dir = cache_dir;
         if let Some(dir) = &cache_dir {
             // A missing cache is a slower start, not an error; `compile` reports nothing either.
             let _ = create_private_dir(dir);
+            if dir.exists() && !owned_privately(dir) {
+                tracing::warn!(
+                    cache = %dir.display(),
+                    "the policy cache is not the hub's own or others can write to it; compiling without it"
+                );
+                cache_dir = None;
+            }
         }
         Ok(PolicyEngine {
             inner: Arc::new(EngineInner { engine, cache_dir, clock, ticker_stop, ticker: Some(ticker) }),
@@ -183,13 +191,17 @@ impl PolicyEngine {
     }
 
     fn load_cached(&self, cache_file: &Path) -> Option<Component> {
+        if !owned_privately(cache_file) {
+            return None;
+        }
         let artifact = std::fs::read(cache_file).ok()?;
         if wasmtime::Engine::detect_precompiled(&artifact) != Some(wasmtime::Precompiled::Component) {
             return None;
         }
         // SAFETY: wasmtime runs precompiled artifacts as trusted machine code. This one was written by
-        // `compile` above into a 0700 directory the host owns, and the file name carries both the hash of the
-        // source bytes and the engine compatibility hash, so it is our own output for this exact engine.
+        // `compile` above into a 0700 directory the host owns, it and the file are the host's and writable by
+        // nobody else (`owned_privately`), and the file name carries both the hash of the source bytes and the
+        // engine compatibility hash, so it is our own output for this exact engine.
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(&self.inner.engine, &artifact) };
         component.ok()
@@ -234,6 +246,17 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
+}
+
+/// Whether `path` (not a symlink) belongs to this process's user and nobody else may write to it. Precompiled
+/// artifacts are machine code the host runs, so a cache another user could write to would be a way into the hub.
+fn owned_privately(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|metadata| {
+        !metadata.file_type().is_symlink()
+            && metadata.uid() == nix::unistd::geteuid().as_raw()
+            && metadata.mode() & 0o022 == 0
+    })
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -166,6 +166,11 @@ fn a_second_load_comes_from_the_precompiled_cache() {
     // A fresh engine (same wasmtime, same config) reuses the artifact too.
     let other_engine = wasmhub_policy::PolicyEngine::new(Some(cache.path().join("cache"))).unwrap();
     assert!(other_engine.compile(&bytes).unwrap().from_cache);
+    // An artifact others could have written is never loaded as machine code: it is compiled again.
+    use std::os::unix::fs::PermissionsExt;
+    let artifact = artifacts[0].as_ref().unwrap().path();
+    std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert!(!other_engine.compile(&bytes).unwrap().from_cache);
 }
 
 #[test]

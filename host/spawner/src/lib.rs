@@ -9,9 +9,10 @@
 mod env;
 mod local;
 mod noop;
+mod system_user;
 
 pub use env::{SingleUserContext, singleuser_env};
-pub use local::{LocalProcessSpawner, LocalSpawnerConfig};
+pub use local::{LocalProcessSpawner, LocalSpawnerConfig, RunAs};
 pub use noop::NoopSpawner;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,13 @@
 //! The local process spawner: one `jupyterhub-singleuser` process per server, in its own process group so that it
 //! outlives a hub restart, with its output in a log file per server. A server is identified by its pid *and* the
 //! kernel's start time for that pid, so a recycled pid is never mistaken for the server after a restart.
+//!
+//! With [`RunAs::SystemUsers`] each server runs as the system user of its hub user (`system_user.rs`), in that
+//! user's home or `work_dir`; [`RunAs::HubUser`] runs every server as the hub's own user, which only a hub that is
+//! not root and whose site said so should do.
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -12,7 +17,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::{PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started};
+use crate::{PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started, system_user};
 
 /// How the local spawner runs servers.
 #[derive(Debug, Clone)]
@@ -29,6 +34,23 @@ pub struct LocalSpawnerConfig {
     pub term_timeout: Duration,
     /// Variables passed through from the hub's own environment (`Spawner.env_keep`).
     pub env_keep: Vec<String>,
+    /// Whose Unix account each server runs as.
+    pub run_as: RunAs,
+    /// Each server's working directory, `{username}` replaced (`wasmhub.local.workDir`); `None` is the system
+    /// user's home, or the hub's working directory with [`RunAs::HubUser`]. Created when missing.
+    pub work_dir: Option<String>,
+}
+
+/// Whose Unix account a local server runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunAs {
+    /// The hub's own: every server can read the hub's files and every other server's. For a one-person trial
+    /// without root, or tests.
+    #[default]
+    HubUser,
+    /// The system user named like the hub user, never root; with `create`, missing users are created
+    /// (`useradd --create-home`). Needs a hub running as root.
+    SystemUsers { create: bool },
 }
 
 impl Default for LocalSpawnerConfig {
@@ -54,6 +76,8 @@ impl Default for LocalSpawnerConfig {
             log_dir: PathBuf::from("wasmhub-logs"),
             term_timeout: Duration::from_secs(5),
             env_keep: env_keep.iter().map(|name| name.to_string()).collect(),
+            run_as: RunAs::HubUser,
+            work_dir: None,
         }
     }
 }
@@ -87,15 +111,9 @@ pub struct LocalProcessSpawner {
 }
 
 impl LocalProcessSpawner {
-    /// A spawner with `config`. Started as root, servers get `--allow-root`: jupyter_server refuses to run as root
-    /// without it, and a hub started as root (a container, a test machine) would see every server exit at start.
-    pub fn new(mut config: LocalSpawnerConfig) -> LocalProcessSpawner {
-        if nix::unistd::geteuid().is_root()
-            && !config.args.iter().chain(config.cmd.iter()).any(|arg| arg == "--allow-root")
-        {
-            tracing::warn!("running as root: single-user servers are started with --allow-root");
-            config.args.push("--allow-root".to_owned());
-        }
+    /// A spawner with `config`. Whether the hub may run servers as it does is the caller's decision (`wasmhub
+    /// serve` refuses [`RunAs::HubUser`] as root).
+    pub fn new(config: LocalSpawnerConfig) -> LocalProcessSpawner {
         LocalProcessSpawner { config, exited: Arc::default() }
     }
 
@@ -140,13 +158,50 @@ impl Spawner for LocalProcessSpawner {
             return Err(start_error(std::io::Error::other("Spawner.cmd is empty")));
         };
         std::fs::create_dir_all(&self.config.log_dir).map_err(start_error)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&state.log).map_err(start_error)?;
+        // The hub writes the log through the server's stdout: the file stays the hub's, readable by it alone.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&state.log)
+            .map_err(start_error)?;
+        let work_dir = self.config.work_dir.as_ref().map(|dir| PathBuf::from(dir.replace("{username}", &request.user)));
 
         let mut command = tokio::process::Command::new(program);
         command.args(args).env_clear();
         for name in &self.config.env_keep {
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
+            }
+        }
+        match self.config.run_as {
+            RunAs::SystemUsers { create } => {
+                let user = system_user::resolve(&request.user, create).await?;
+                let cwd = match &work_dir {
+                    Some(dir) => {
+                        system_user::private_dir(&user, dir)?;
+                        dir.clone()
+                    }
+                    None => user.home.clone(),
+                };
+                command
+                    .current_dir(cwd)
+                    .env("HOME", &user.home)
+                    .env("USER", &user.name)
+                    .env("LOGNAME", &user.name)
+                    .env("SHELL", &user.shell);
+                // SAFETY: the closure only makes system calls (setgroups, setgid, setuid, umask), which is what may
+                // run between fork and exec.
+                #[allow(unsafe_code)]
+                unsafe {
+                    command.pre_exec(system_user::become_user(&user));
+                }
+            }
+            RunAs::HubUser => {
+                if let Some(dir) = &work_dir {
+                    std::fs::create_dir_all(dir).map_err(start_error)?;
+                    command.current_dir(dir);
+                }
             }
         }
         command.envs(&request.env);

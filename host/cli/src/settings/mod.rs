@@ -7,6 +7,7 @@ pub(crate) mod kube;
 use std::time::Duration;
 
 use wasmhub_config::{Config, SpawnerKind};
+use wasmhub_spawner::RunAs;
 use wasmhub_hub::{AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState, ThrottleSettings};
 
 /// The hub's settings; `hub_url` is where local clients reach the hub's listener (`http://127.0.0.1:8081`).
@@ -48,8 +49,38 @@ pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> 
         profiles,
         template_paths: config.hub.config.jupyterhub.template_paths.clone(),
         login_throttle: login_throttle(config),
+        servers_share_hub_user: config.wasmhub.spawner == SpawnerKind::Local && config.wasmhub.local.share_hub_user,
         ..HubConfig::default()
     })
+}
+
+/// Whose Unix account local servers run as: as root, each server's own system user (created on first spawn with
+/// `createSystemUsers`); otherwise the hub's, and only when `shareHubUser` says the site accepts what that means.
+pub(crate) fn local_run_as(config: &Config, hub_uid: nix::unistd::Uid) -> anyhow::Result<RunAs> {
+    let local = &config.wasmhub.local;
+    match (hub_uid.is_root(), local.share_hub_user) {
+        (true, true) => anyhow::bail!(
+            "wasmhub.local.shareHubUser: the hub runs as root and servers never do; remove it to run each server as \
+             its own system user (with wasmhub.local.createSystemUsers: true to create missing users)"
+        ),
+        (true, false) => Ok(RunAs::SystemUsers { create: local.create_system_users }),
+        (false, true) => {
+            if local.create_system_users {
+                anyhow::bail!("wasmhub.local.createSystemUsers needs a hub running as root; remove it with shareHubUser");
+            }
+            tracing::warn!(
+                "wasmhub.local.shareHubUser: every server runs as the hub's own user and can read the hub's database, \
+                 environment and files, and every other user's server and token; run the hub as root to isolate them"
+            );
+            Ok(RunAs::HubUser)
+        }
+        (false, false) => anyhow::bail!(
+            "wasmhub.local: the hub runs as uid {hub_uid}, not root, so it cannot start each server as its own system \
+             user. Run it as root, or set wasmhub.local.shareHubUser: true to run every server as the hub's own user \
+             (every server can then read the hub's files and environment and the other servers' tokens: fit for one \
+             person trying wasmhub out)"
+        ),
+    }
 }
 
 /// `wasmhub.loginThrottle`.
@@ -146,5 +177,25 @@ mod tests {
         let throttled = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
         assert_eq!(throttled.login_throttle.max_failures_per_user, 2);
         assert_eq!(throttled.login_throttle.lockout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn servers_run_as_their_own_users_under_root_and_share_the_hubs_only_when_told() {
+        let root = nix::unistd::Uid::from_raw(0);
+        let hub_user = nix::unistd::Uid::from_raw(1000);
+        let mut config = Config::default();
+        assert_eq!(local_run_as(&config, root).unwrap(), RunAs::SystemUsers { create: false });
+        let refused = local_run_as(&config, hub_user).unwrap_err().to_string();
+        assert!(refused.contains("wasmhub.local.shareHubUser: true"), "{refused}");
+        config.wasmhub.local.create_system_users = true;
+        assert_eq!(local_run_as(&config, root).unwrap(), RunAs::SystemUsers { create: true });
+        config.wasmhub.local.share_hub_user = true;
+        let refused = local_run_as(&config, root).unwrap_err().to_string();
+        assert!(refused.contains("servers never do"), "{refused}");
+        assert!(local_run_as(&config, hub_user).unwrap_err().to_string().contains("needs a hub running as root"));
+        config.wasmhub.local.create_system_users = false;
+        assert_eq!(local_run_as(&config, hub_user).unwrap(), RunAs::HubUser);
+        let shared = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
+        assert!(shared.servers_share_hub_user, "the admin page says so");
     }
 }

@@ -163,6 +163,7 @@ async fn admin_page(
     let context = context! {
         page => "admin",
         allow_named_servers => hub.config().allow_named_servers,
+        servers_share_hub_user => hub.config().servers_share_hub_user,
         ..pages::base_context(&hub, Some(&visitor)),
     };
     Ok(pages::render(&hub, StatusCode::OK, "admin.html", context))
