@@ -60,7 +60,8 @@ pub struct HubOptions {
 fn servers_users(dir: &Path) -> String {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::metadata("/proc/self").map(|proc| std::os::unix::fs::MetadataExt::uid(&proc)).unwrap_or(1) == 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).expect("making the test folder traversable");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+            .expect("making the test folder traversable");
         format!("    createSystemUsers: true\n    workDir: \"{}/home/{{username}}\"", dir.display())
     } else {
         "    shareHubUser: true".to_owned()

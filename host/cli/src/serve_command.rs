@@ -89,6 +89,8 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         // Everything no server claims goes to the hub, which answers `/hub/...` and redirects the rest.
         default_target: Some(hub_target.clone()),
         error_target: config.proxy.chp.error_target.clone(),
+        // With subdomains, servers' routes start with their user's host (CHP's `--host-routing`).
+        host_routing: config.hub.config.jupyterhub.subdomain_host.is_some(),
         ..ProxyConfig::default()
     })
     .await

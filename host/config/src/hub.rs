@@ -175,6 +175,11 @@ section! {
         /// Folders searched for page templates (`login.html`, `page.html`, ...) before the built-in ones; a
         /// template may `{% extends "templates/page.html" %}` to change one block of the built-in page.
         template_paths("template_paths"): Vec<std::path::PathBuf> = Vec::new(),
+        /// Serves each user's servers from a host of their own, `<user>.<domain>` (e.g. `https://hub.example.org`
+        /// puts alice's at `https://alice.hub.example.org/user/alice/`), so a page one user's server serves runs
+        /// in an origin apart from the hub's and other users'. Needs wildcard DNS (and a wildcard certificate) for
+        /// the domain; the proxy routes by host.
+        subdomain_host("subdomain_host"): Option<String> = None,
     }
 }
 

@@ -116,6 +116,19 @@ fn validate_db(config: &Config, ctx: &mut Ctx) {
 }
 
 fn validate_noop_spawner(config: &Config, ctx: &mut Ctx) {
+    if let Some(host) = &config.hub.config.jupyterhub.subdomain_host {
+        let shape_ok = host
+            .strip_prefix("http://")
+            .or_else(|| host.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.trim_end_matches('/').contains('/'));
+        if !shape_ok {
+            invalid(
+                ctx,
+                "hub.config.JupyterHub.subdomain_host",
+                "expected a scheme and host, e.g. https://hub.example.org (no path)",
+            );
+        }
+    }
     let url = config.wasmhub.noop.url.as_deref();
     if config.wasmhub.spawner == SpawnerKind::Noop && url.is_none() {
         invalid(ctx, "wasmhub.noop.url", "required when wasmhub.spawner is noop");

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -50,16 +50,17 @@ use crate::error::{ApiError, error_response};
 
 pub use api::shutdown::ShutdownRequest;
 pub use culler::{CullSweep, CullerConfig};
-pub use login::throttle::ThrottleSettings;
 pub use login::authenticator::{
     Authenticator, AuthenticatorConfigError, DummyAuthenticator, LoginForm, SharedPasswordAuthenticator,
     VerifiedIdentity,
 };
+pub use login::throttle::ThrottleSettings;
 pub use policy::Policies;
 pub use run::{RunError, RunSettings, run};
 pub use spawns::AdoptionReport;
 pub use startup::apply as apply_startup_state;
 pub use startup::{RoleSpec, ServiceSpec, StartupError, StartupState};
+pub use urls::SubdomainHost;
 pub use wasmhub_policy::native::AuthSettings;
 
 /// The version the API reports. It must be PEP 440 and of JupyterHub's major version, or single-user servers
@@ -129,6 +130,8 @@ pub struct HubConfig {
     pub login_throttle: login::throttle::ThrottleSettings,
     /// Servers run as the hub's own Unix user (`wasmhub.local.shareHubUser`); the admin page says what that means.
     pub servers_share_hub_user: bool,
+    /// `JupyterHub.subdomain_host`: each user's servers on a host of their own (`urls.rs`).
+    pub subdomain_host: Option<urls::SubdomainHost>,
 }
 
 impl HubConfig {
@@ -177,6 +180,7 @@ impl Default for HubConfig {
             named_server_limit_per_user: None,
             login_throttle: login::throttle::ThrottleSettings::default(),
             servers_share_hub_user: false,
+            subdomain_host: None,
         }
     }
 }
@@ -339,6 +343,7 @@ pub fn router(hub: Hub) -> Router {
         // Last, so it covers every route: tells the request metrics (and the OpenAPI test) which route answered.
         .route_layer(middleware::from_fn(metrics::tag_route))
         .layer(middleware::from_fn_with_state(hub.clone(), pages::render::render_error_pages))
+        .layer(middleware::from_fn_with_state(hub.clone(), hub_on_its_own_host))
         .layer(middleware::from_fn(jupyterhub_headers))
         .layer(middleware::from_fn_with_state(hub.clone(), metrics::record_requests))
         .with_state(hub)
@@ -387,6 +392,36 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     let mut response = (status, Bytes::new()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
     response
+}
+
+/// With `subdomain_host`, nothing of the hub is served on a user's host: a page or API answer there would be in
+/// that user's origin, where their server's scripts could read it with the visitor's hub cookies. Whatever reaches
+/// the hub on a user's host (a stopped server's URL falls through to the hub, the proxy's default target) is sent
+/// to the same place on the hub's host, under `/hub/` as `PrefixRedirectHandler` does; single-user servers reach the
+/// hub API on the hub's internal address, which is no user's host.
+async fn hub_on_its_own_host(State(hub): State<Hub>, request: Request, next: Next) -> Response {
+    let Some(hosts) = &hub.config().subdomain_host else { return next.run(request).await };
+    let host = request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if !hosts.is_user_host(host) {
+        return next.run(request).await;
+    }
+    let base_url = &hub.config().base_url;
+    let path = request.uri().path();
+    let hub_prefix = format!("{base_url}hub/");
+    let mut location = if path.starts_with(&hub_prefix) || path == &hub_prefix[..hub_prefix.len() - 1] {
+        format!("{}{path}", hosts.hub_origin())
+    } else {
+        let rest = path.strip_prefix(base_url.as_str()).unwrap_or(path.trim_start_matches('/'));
+        format!("{}{hub_prefix}{rest}", hosts.hub_origin())
+    };
+    if let Some(query) = request.uri().query() {
+        location.push('?');
+        location.push_str(query);
+    }
+    match HeaderValue::from_str(&location) {
+        Ok(value) => (StatusCode::FOUND, [(header::LOCATION, value)]).into_response(),
+        Err(_) => ApiError::not_found().into_response(),
+    }
 }
 
 /// Adds `X-JupyterHub-Version`, `Content-Security-Policy: frame-ancestors 'self'` and

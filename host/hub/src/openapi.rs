@@ -116,7 +116,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     op!("get" "/users/{name}/tokens" "jupyterhub.apihandlers.users.UserTokenListAPIHandler" &["read:tokens"], "A user's tokens", None,
         [ok(200, "The tokens", Body::Json("TokenList")), FORBIDDEN, NOT_FOUND]),
     op!("post" "/users/{name}/tokens" "jupyterhub.apihandlers.users.UserTokenListAPIHandler" &["tokens"], "Create a token", Some("NewToken"),
-        [ok(201, "The token, with its plaintext shown this once", Body::Json("Token")), BAD_REQUEST, FORBIDDEN, NOT_FOUND]),
+        [ok(201, "The token, with its plaintext shown this once", Body::Json("Token")), BAD_REQUEST, ok(403, "Missing or invalid credentials, or no such user or no permission to make their tokens", Body::Json("Error"))]),
     op!("get" "/users/{name}/tokens/{token_id}" "jupyterhub.apihandlers.users.UserTokenAPIHandler" &["read:tokens"], "One token", None,
         [ok(200, "The token", Body::Json("Token")), FORBIDDEN, NOT_FOUND]),
     op!("delete" "/users/{name}/tokens/{token_id}" "jupyterhub.apihandlers.users.UserTokenAPIHandler" &["tokens"], "Revoke a token", None,

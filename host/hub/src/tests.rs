@@ -829,3 +829,51 @@ async fn hostile_input_to_every_api_operation_never_gives_a_500() {
     }
     assert!(checked > 1000, "only {checked} requests were made");
 }
+
+#[tokio::test]
+async fn with_subdomain_host_servers_live_on_their_users_hosts_and_the_hub_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
+    let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
+        cmd: vec!["python3".into(), "-c".into(), SERVER.into()],
+        log_dir: dir.path().to_owned(),
+        term_timeout: Duration::from_millis(500),
+        ..LocalSpawnerConfig::default()
+    });
+    let proxy = Proxy::new(ProxyConfig { host_routing: true, ..ProxyConfig::default() }).await.unwrap();
+    let config = HubConfig {
+        subdomain_host: Some(crate::SubdomainHost::parse("http://hub.test:8000").unwrap()),
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(config, store.clone(), Arc::new(spawner), Arc::new(proxy.clone()));
+    let app = router(hub);
+    let admin = user_with_token(&store, "admin", true, &["inherit"]).await;
+    user_with_token(&store, "alice", false, &["inherit"]).await;
+
+    let started = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&admin), None).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    // The route starts with alice's host, her URLs carry it, and her OAuth callback is on it.
+    assert!(proxy.routes().table().get("/alice.hub.test/user/alice/").is_some());
+    let model = call(&app, Method::GET, "/hub/api/users/alice", Some(&admin), None).await.json();
+    assert_eq!(model["server"], "http://alice.hub.test:8000/user/alice/");
+    assert_eq!(model["servers"][""]["url"], "http://alice.hub.test:8000/user/alice/");
+    assert_eq!(model["servers"][""]["progress_url"], "/hub/api/users/alice/server/progress");
+    let client = store.get_oauth_client("jupyterhub-user-alice").await.unwrap();
+    assert_eq!(client.redirect_uri, "http://alice.hub.test:8000/user/alice/oauth_callback");
+
+    // Nothing of the hub answers on a user's host: it is sent to the same place on the hub's.
+    for (path, location) in [
+        ("/hub/api/user", "http://hub.test:8000/hub/api/user"),
+        ("/hub/home?x=1", "http://hub.test:8000/hub/home?x=1"),
+        ("/user/alice/lab", "http://hub.test:8000/hub/user/alice/lab"),
+    ] {
+        let answer = call_with(&app, Method::GET, path, Some(&admin), None, &[("host", "alice.hub.test:8000")]).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{path}");
+        assert_eq!(answer.headers[header::LOCATION], location, "{path}");
+    }
+    let on_hub = call_with(&app, Method::GET, "/hub/api/user", Some(&admin), None, &[("host", "hub.test:8000")]).await;
+    assert_eq!(on_hub.status, StatusCode::OK);
+    let stopped = call(&app, Method::DELETE, "/hub/api/users/alice/server", Some(&admin), None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+    assert!(proxy.routes().table().get("/alice.hub.test/user/alice/").is_none());
+}

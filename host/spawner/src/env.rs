@@ -21,6 +21,10 @@ pub struct SingleUserContext {
     pub root_dir: Option<String>,
     /// Extra variables from config (`Spawner.environment`); they win over everything else.
     pub extra: BTreeMap<String, String>,
+    /// With `subdomain_host`: the hub's origin (`JUPYTERHUB_HOST`, where the server sends browsers to log in)
+    /// and the server's own (`https://alice.hub.example.org`, where its OAuth callback is).
+    pub hub_origin: Option<String>,
+    pub server_origin: Option<String>,
 }
 
 impl SingleUserContext {
@@ -59,6 +63,11 @@ impl SingleUserContext {
         client_id
     }
 
+    /// Where the hub sends the browser back after OAuth: on the server's own host with `subdomain_host`.
+    pub fn oauth_callback_url(&self) -> String {
+        format!("{}{}oauth_callback", self.server_origin.as_deref().unwrap_or_default(), self.service_prefix())
+    }
+
     /// Scopes a visitor needs (any one of them) to use this server.
     pub fn access_scopes(&self) -> Vec<String> {
         vec![
@@ -85,7 +94,7 @@ pub fn singleuser_env(context: &SingleUserContext) -> BTreeMap<String, String> {
         format!("{}/users/{}/activity", context.hub_api_url.trim_end_matches('/'), quote(&context.user)),
     );
     set("JUPYTERHUB_CLIENT_ID", context.oauth_client_id());
-    set("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback"));
+    set("JUPYTERHUB_OAUTH_CALLBACK_URL", context.oauth_callback_url());
     set("JUPYTERHUB_OAUTH_ACCESS_SCOPES", scopes.clone());
     set("JUPYTERHUB_OAUTH_SCOPES", scopes);
     set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".to_owned());
@@ -93,7 +102,7 @@ pub fn singleuser_env(context: &SingleUserContext) -> BTreeMap<String, String> {
     set("JUPYTERHUB_SERVER_NAME", context.server_name.clone());
     set("JUPYTERHUB_SERVICE_PREFIX", prefix);
     set("JUPYTERHUB_BASE_URL", context.base_url.clone());
-    set("JUPYTERHUB_HOST", String::new());
+    set("JUPYTERHUB_HOST", context.hub_origin.clone().unwrap_or_default());
     set("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "0".to_owned());
     if let Some(default_url) = &context.default_url {
         set("JUPYTERHUB_DEFAULT_URL", default_url.clone());
@@ -168,6 +177,19 @@ mod tests {
         let ids = [named.oauth_client_id(), dashed.oauth_client_id(), slashed.oauth_client_id()];
         assert_eq!(ids, ["jupyterhub-user-a%2Fb", "jupyterhub-user-a-b", "jupyterhub-user-a%252Fb"]);
         assert_eq!(dashed.jupyterhub_oauth_client_id(), dashed.oauth_client_id());
+    }
+
+    #[test]
+    fn with_subdomains_the_callback_is_on_the_servers_host_and_login_on_the_hubs() {
+        let context = SingleUserContext {
+            hub_origin: Some("https://hub.example.org".into()),
+            server_origin: Some("https://alice.hub.example.org".into()),
+            ..alice()
+        };
+        let env = singleuser_env(&context);
+        assert_eq!(env["JUPYTERHUB_HOST"], "https://hub.example.org");
+        assert_eq!(env["JUPYTERHUB_OAUTH_CALLBACK_URL"], "https://alice.hub.example.org/user/alice/oauth_callback");
+        assert_eq!(env["JUPYTERHUB_SERVICE_PREFIX"], "/user/alice/");
     }
 
     #[test]

@@ -159,12 +159,8 @@ impl Spawner for LocalProcessSpawner {
         };
         std::fs::create_dir_all(&self.config.log_dir).map_err(start_error)?;
         // The hub writes the log through the server's stdout: the file stays the hub's, readable by it alone.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&state.log)
-            .map_err(start_error)?;
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&state.log).map_err(start_error)?;
         let work_dir = self.config.work_dir.as_ref().map(|dir| PathBuf::from(dir.replace("{username}", &request.user)));
 
         let mut command = tokio::process::Command::new(program);

@@ -59,14 +59,8 @@ pub(crate) async fn resolve(name: &str, create: bool) -> Result<SystemUser, Spaw
     let c_name = CString::new(name).map_err(|_| refused(format!("{name:?} is not a valid system user name")))?;
     let groups = nix::unistd::getgrouplist(&c_name, user.gid)
         .map_err(|error| refused(format!("Reading the groups of system user {name}: {error}")))?;
-    let system_user = SystemUser {
-        name: name.to_owned(),
-        uid: user.uid,
-        gid: user.gid,
-        groups,
-        home: user.dir,
-        shell: user.shell,
-    };
+    let system_user =
+        SystemUser { name: name.to_owned(), uid: user.uid, gid: user.gid, groups, home: user.dir, shell: user.shell };
     private_home(&system_user)?;
     Ok(system_user)
 }

@@ -7,8 +7,11 @@ pub(crate) mod kube;
 use std::time::Duration;
 
 use wasmhub_config::{Config, SpawnerKind};
+use wasmhub_hub::{
+    AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState, SubdomainHost,
+    ThrottleSettings,
+};
 use wasmhub_spawner::RunAs;
-use wasmhub_hub::{AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState, ThrottleSettings};
 
 /// The hub's settings; `hub_url` is where local clients reach the hub's listener (`http://127.0.0.1:8081`).
 pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> anyhow::Result<HubConfig> {
@@ -50,6 +53,15 @@ pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> 
         template_paths: config.hub.config.jupyterhub.template_paths.clone(),
         login_throttle: login_throttle(config),
         servers_share_hub_user: config.wasmhub.spawner == SpawnerKind::Local && config.wasmhub.local.share_hub_user,
+        subdomain_host: config
+            .hub
+            .config
+            .jupyterhub
+            .subdomain_host
+            .as_deref()
+            .map(SubdomainHost::parse)
+            .transpose()
+            .map_err(|error| anyhow::anyhow!("hub.config.JupyterHub.subdomain_host: {error}"))?,
         ..HubConfig::default()
     })
 }
@@ -66,7 +78,9 @@ pub(crate) fn local_run_as(config: &Config, hub_uid: nix::unistd::Uid) -> anyhow
         (true, false) => Ok(RunAs::SystemUsers { create: local.create_system_users }),
         (false, true) => {
             if local.create_system_users {
-                anyhow::bail!("wasmhub.local.createSystemUsers needs a hub running as root; remove it with shareHubUser");
+                anyhow::bail!(
+                    "wasmhub.local.createSystemUsers needs a hub running as root; remove it with shareHubUser"
+                );
             }
             tracing::warn!(
                 "wasmhub.local.shareHubUser: every server runs as the hub's own user and can read the hub's database, \

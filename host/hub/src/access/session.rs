@@ -20,6 +20,7 @@ use crate::Hub;
 use crate::access::caller::{Caller, Credential, owner_scopes};
 use crate::access::scopes::Owner;
 use crate::error::ApiError;
+use crate::urls::SubdomainHost;
 
 pub(crate) const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
 pub(crate) const SESSION_COOKIE: &str = "jupyterhub-session-id";
@@ -196,12 +197,17 @@ pub(crate) fn login_cookies(hub: &Hub, login_cookie: &str, session_id: &str, sec
         .max_age(max_age)
         .build();
     // Unsigned and a browser-session cookie, as JupyterHub sets it; single-user servers read it.
-    let session = Cookie::build((SESSION_COOKIE, session_id.to_owned()))
+    let mut session = Cookie::build((SESSION_COOKIE, session_id.to_owned()))
         .path(hub.config().base_url.clone())
         .http_only(true)
         .secure(secure)
         .same_site(SameSite::Lax)
         .build();
+    // With subdomains, JupyterHub shares the session id (not a credential) with the users' hosts, whose servers
+    // tie their OAuth logins to it; the login and XSRF cookies stay on the hub's host alone.
+    if let Some(hosts) = &hub.config().subdomain_host {
+        session.set_domain(hosts.domain.clone());
+    }
     // Readable by scripts (not HttpOnly), like tornado's, so pages can send it back.
     let xsrf = Cookie::build((XSRF_COOKIE, xsrf_for(login_cookie)))
         .path(hub_path)
@@ -237,6 +243,9 @@ pub(crate) fn cleared_cookies(hub: &Hub) -> Vec<HeaderValue> {
     .into_iter()
     .filter_map(|(name, path)| {
         let mut cookie = Cookie::build((name, "")).path(path).build();
+        if let Some(hosts) = hub.config().subdomain_host.as_ref().filter(|_| name == SESSION_COOKIE) {
+            cookie.set_domain(hosts.domain.clone());
+        }
         cookie.make_removal();
         cookie_header(cookie)
     })
@@ -255,12 +264,23 @@ pub(crate) fn set_cookies(headers: &mut HeaderMap, cookies: Vec<HeaderValue>) {
 /// (with leading slashes collapsed, CVE-2026-33709). Backslashes are escaped because browsers read them as `/`;
 /// control characters and whitespace are refused because browsers drop tabs and newlines, turning `/\t/evil`
 /// into `//evil`. Paths to single-user servers go through `/hub/user/`, which checks the server is running.
-pub(crate) fn safe_next_url(next: &str, host: Option<&str>, base_url: &str) -> Option<String> {
+pub(crate) fn safe_next_url(
+    next: &str,
+    host: Option<&str>,
+    base_url: &str,
+    user_hosts: Option<&SubdomainHost>,
+) -> Option<String> {
     if next.is_empty() || next.chars().any(|character| character.is_control() || character.is_whitespace()) {
         return None;
     }
     let mut next = next.replace('\\', "%5C");
-    if let Some(host) = host.filter(|host| !host.is_empty()) {
+    // With `subdomain_host`, an absolute URL on a user's host is ours too (JupyterHub's `get_next_url`).
+    let user_host = user_hosts.and_then(|hosts| {
+        let authority = ["http://", "https://", "//"].iter().find_map(|scheme| next.strip_prefix(scheme))?;
+        let authority = authority.split('/').next().unwrap_or_default();
+        hosts.is_user_host(authority).then(|| authority.to_owned())
+    });
+    if let Some(host) = user_host.as_deref().or(host).filter(|host| !host.is_empty()) {
         let own_origins = [format!("http://{host}/"), format!("https://{host}/"), format!("//{host}/")];
         let with_slash = format!("{next}/");
         if let Some(origin) = own_origins.iter().find(|origin| with_slash.starts_with(origin.as_str())) {
@@ -289,7 +309,7 @@ mod tests {
 
     #[test]
     fn next_urls_never_leave_the_hub() {
-        let check = |next: &str| safe_next_url(next, Some("hub.example.org"), "/");
+        let check = |next: &str| safe_next_url(next, Some("hub.example.org"), "/", None);
         // Every open-redirect form of auth.md §2.7.
         for evil in [
             "//evil.com",
@@ -318,7 +338,16 @@ mod tests {
         assert_eq!(check("//hub.example.org/hub/home").as_deref(), Some("/hub/home"));
         assert_eq!(check("/hub/home?x=1").as_deref(), Some("/hub/home?x=1"));
         assert_eq!(check("/user/alice/lab?a=b").as_deref(), Some("/hub/user/alice/lab?a=b"));
-        assert_eq!(safe_next_url("/base/user/a/", None, "/base/").as_deref(), Some("/base/hub/user/a/"));
+        assert_eq!(safe_next_url("/base/user/a/", None, "/base/", None).as_deref(), Some("/base/hub/user/a/"));
+        // With subdomains, a user's host is ours; look-alikes are not.
+        let hosts = SubdomainHost::parse("https://hub.example.org").unwrap();
+        let on_hosts = |next: &str| safe_next_url(next, Some("hub.example.org"), "/", Some(&hosts));
+        assert_eq!(on_hosts("https://alice.hub.example.org/user/alice/lab").as_deref(), Some("/hub/user/alice/lab"));
+        for evil in
+            ["https://alice.hub.example.org.evil.com/", "https://evilhub.example.org/", "//a.hub.example.org@evil.com/"]
+        {
+            assert_eq!(on_hosts(evil), None, "{evil:?} must be refused");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) async fn get_self(State(hub): State<Hub>, caller: Caller) -> Result<R
             let name = UserName::parse(name).map_err(|_| forbidden())?;
             let user = hub.store().get_user(&name).await?;
             let servers = hub.store().list_servers(Some(&name)).await?;
-            user_model(&user, &servers, &caller.scopes, false, &hub.config().base_url)
+            user_model(&user, &servers, &caller.scopes, false, hub.config())
                 .unwrap_or_else(|| Value::Object(Map::new()))
         }
         Some(Owner::Service(name)) => json!({ "kind": "service", "name": name, "admin": caller.admin }),

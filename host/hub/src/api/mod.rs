@@ -2,6 +2,8 @@
 //! answers, and JupyterHub's JSON built by hand in `models.rs`. Starting and stopping servers goes through the
 //! spawn service; this room only turns its outcomes into status codes.
 
+#[cfg(test)]
+mod authz_matrix;
 pub(crate) mod groups;
 pub(crate) mod identity;
 pub(crate) mod lockouts;

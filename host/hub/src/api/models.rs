@@ -46,9 +46,10 @@ impl Serialize for IsoTime<'_> {
     }
 }
 
-/// [`server_prefix`] (`url`), or with `progress` the server's `progress_url`, written straight to the output.
+/// [`crate::urls::server_url`] (`url`), or with `progress` the server's `progress_url`, written straight to the
+/// output.
 struct ServerUrl<'a> {
-    base_url: &'a str,
+    config: &'a crate::HubConfig,
     user: &'a str,
     server: &'a str,
     progress: bool,
@@ -56,13 +57,19 @@ struct ServerUrl<'a> {
 
 impl std::fmt::Display for ServerUrl<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let base_url = &self.config.base_url;
+        if !self.progress
+            && let Some(host) = &self.config.subdomain_host
+        {
+            f.write_str(&host.user_origin(self.user))?;
+        }
         let user = utf8_percent_encode(self.user, URL_NAME);
         let server = utf8_percent_encode(self.server, URL_NAME);
         match (self.progress, self.server.is_empty()) {
-            (false, true) => write!(f, "{}user/{user}/", self.base_url),
-            (false, false) => write!(f, "{}user/{user}/{server}/", self.base_url),
-            (true, true) => write!(f, "{}hub/api/users/{user}/server/progress", self.base_url),
-            (true, false) => write!(f, "{}hub/api/users/{user}/servers/{server}/progress", self.base_url),
+            (false, true) => write!(f, "{base_url}user/{user}/"),
+            (false, false) => write!(f, "{base_url}user/{user}/{server}/"),
+            (true, true) => write!(f, "{base_url}hub/api/users/{user}/server/progress"),
+            (true, false) => write!(f, "{base_url}hub/api/users/{user}/servers/{server}/progress"),
         }
     }
 }
@@ -81,7 +88,7 @@ fn optional_time(timestamp: Option<&Timestamp>) -> Value {
 /// `Value` first (an ordered map of owned keys) cost more than the rest of the request.
 struct ServerModel<'a> {
     server: &'a Server,
-    base_url: &'a str,
+    config: &'a crate::HubConfig,
     show_state: bool,
 }
 
@@ -97,12 +104,9 @@ impl Serialize for ServerModel<'_> {
         map.serialize_entry("pending", &server.state.pending())?;
         map.serialize_entry("ready", &server.state.is_ready())?;
         map.serialize_entry("stopped", &!server.state.is_active())?;
-        map.serialize_entry("url", &ServerUrl { base_url: self.base_url, user, server: name, progress: false })?;
+        map.serialize_entry("url", &ServerUrl { config: self.config, user, server: name, progress: false })?;
         map.serialize_entry("user_options", &JsonObjectText(&server.user_options))?;
-        map.serialize_entry(
-            "progress_url",
-            &ServerUrl { base_url: self.base_url, user, server: name, progress: true },
-        )?;
+        map.serialize_entry("progress_url", &ServerUrl { config: self.config, user, server: name, progress: true })?;
         map.serialize_entry("full_url", &())?;
         map.serialize_entry("full_progress_url", &())?;
         if self.show_state {
@@ -147,9 +151,9 @@ pub(crate) fn user_model(
     servers: &[Server],
     scopes: &ScopeSet,
     include_stopped: bool,
-    base_url: &str,
+    config: &crate::HubConfig,
 ) -> Option<Value> {
-    UserModel::new(user, servers, scopes, include_stopped, base_url)
+    UserModel::new(user, servers, scopes, include_stopped, config)
         .map(|model| serde_json::to_value(model).unwrap_or_else(|_| json!({})))
 }
 
@@ -159,7 +163,7 @@ pub(crate) struct UserModel<'a> {
     servers: &'a [Server],
     scopes: &'a ScopeSet,
     include_stopped: bool,
-    base_url: &'a str,
+    config: &'a crate::HubConfig,
     groups: Vec<String>,
     keys: u16,
 }
@@ -171,7 +175,7 @@ impl<'a> UserModel<'a> {
         servers: &'a [Server],
         scopes: &'a ScopeSet,
         include_stopped: bool,
-        base_url: &'a str,
+        config: &'a crate::HubConfig,
     ) -> Option<UserModel<'a>> {
         use user_key::*;
         let groups: Vec<String> = user.groups.iter().map(|group| group.to_string()).collect();
@@ -194,7 +198,7 @@ impl<'a> UserModel<'a> {
                 any = true;
             }
         }
-        any.then_some(UserModel { user, servers, scopes, include_stopped, base_url, groups, keys })
+        any.then_some(UserModel { user, servers, scopes, include_stopped, config, groups, keys })
     }
 
     /// An empty object for callers that may read nothing of the user (JupyterHub's filtered model).
@@ -219,7 +223,7 @@ impl Serialize for UserModel<'_> {
     /// The readable keys only, in the order JupyterHub's model has them (`_filter_model` keeps that order).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use user_key::*;
-        let (user, base_url) = (self.user, self.base_url);
+        let (user, config) = (self.user, self.config);
         let name = user.name.as_str();
         let wanted = |key: u16| self.keys & key != 0;
         let default_server = self.servers.iter().find(|server| server.name.is_default());
@@ -246,7 +250,7 @@ impl Serialize for UserModel<'_> {
         if wanted(SERVER) {
             let server = match default_server {
                 Some(server) if server.state.is_ready() => {
-                    Some(ServerUrl { base_url, user: name, server: "", progress: false })
+                    Some(ServerUrl { config, user: name, server: "", progress: false })
                 }
                 _ => None,
             };
@@ -285,10 +289,7 @@ impl Serialize for ServerModels<'_, '_> {
                 && model.scopes.allows("read:servers", &server_resource)
             {
                 let show_state = model.scopes.allows("admin:server_state", &server_resource);
-                map.serialize_entry(
-                    server.name.as_str(),
-                    &ServerModel { server, base_url: model.base_url, show_state },
-                )?;
+                map.serialize_entry(server.name.as_str(), &ServerModel { server, config: model.config, show_state })?;
             }
         }
         map.end()
@@ -377,7 +378,7 @@ pub(crate) fn service_model(service: &Service, scopes: &ScopeSet) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use crate::urls::{quote_name, server_prefix};
+    use crate::urls::{quote_name, server_url};
     use chrono::{TimeZone, Utc};
 
     use super::*;
@@ -394,9 +395,16 @@ mod tests {
         for time in &times {
             assert_eq!(IsoTime(time).to_string(), isoformat(time));
         }
+        let plain = crate::HubConfig { base_url: "/base/".into(), ..crate::HubConfig::default() };
+        let subdomains = crate::HubConfig {
+            subdomain_host: Some(crate::SubdomainHost::parse("https://hub.example.org").unwrap()),
+            ..plain.clone()
+        };
         for (user, server) in [("alice", ""), ("a b@c~d/é", "gpu 1"), ("x", "named")] {
-            let url = ServerUrl { base_url: "/base/", user, server, progress: false };
-            assert_eq!(url.to_string(), server_prefix("/base/", user, server));
+            let on_host = ServerUrl { config: &subdomains, user, server, progress: false };
+            assert_eq!(on_host.to_string(), server_url(&subdomains, user, server));
+            let url = ServerUrl { config: &plain, user, server, progress: false };
+            assert_eq!(url.to_string(), server_url(&plain, user, server));
             let progress = ServerUrl { progress: true, ..url }.to_string();
             let expected = if server.is_empty() {
                 format!("/base/hub/api/users/{}/server/progress", quote_name(user))

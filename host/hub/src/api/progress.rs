@@ -20,7 +20,7 @@ use crate::access::scopes::Resource;
 use crate::access::{find_user, group_names};
 use crate::error::ApiError;
 use crate::spawns::progress::ProgressEvent;
-use crate::urls::server_prefix;
+use crate::urls::server_url;
 
 /// JupyterHub writes an empty event this often, so proxies do not close a quiet stream.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(8);
@@ -54,7 +54,7 @@ async fn progress(hub: Hub, caller: Caller, name: String, server_name: String) -
         Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found()),
         Err(other) => return Err(other.into()),
     };
-    let url = server_prefix(&hub.config().base_url, user.name.as_str(), &server_name);
+    let url = server_url(hub.config(), user.name.as_str(), &server_name);
     let progress = hub.progress();
     let (replay, live) = match state {
         SpawnState::Running => (vec![ProgressEvent::ready(&url)], None),

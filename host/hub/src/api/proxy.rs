@@ -91,10 +91,9 @@ pub(crate) async fn check_routes(hub: &Hub) -> Result<(), ApiError> {
     let routes = hub.routes().list().await.map_err(ApiError::internal)?;
     let by_key: std::collections::HashMap<&str, &Route> =
         routes.iter().map(|route| (route.key(), route.as_ref())).collect();
-    let base_url = &hub.config().base_url;
     let mut wanted = BTreeSet::new();
     for server in hub.store().list_servers(None).await? {
-        let path = route_path(base_url, server.user.as_str(), server.name.as_str());
+        let path = route_path(hub.config(), server.user.as_str(), server.name.as_str());
         match server.state {
             SpawnState::Running => {
                 wanted.insert(clean_path(&path));

@@ -25,6 +25,27 @@ async fn authorized_user(hub: &Hub, caller: &Caller, name: &str, scope: &str) ->
     user.ok_or_else(ApiError::not_found)
 }
 
+/// The user a new token is for. JupyterHub's `UserTokenListAPIHandler.post` has no scope decorator: whenever the
+/// caller may not make tokens for `name`, whether or not such a user exists (even for an admin), it answers 403,
+/// never the decorator's 404, with the message below.
+async fn token_creation_target(hub: &Hub, caller: &Caller, name: &str) -> Result<User, ApiError> {
+    let user = find_user(hub, name).await?;
+    let groups = group_names(user.as_ref());
+    let allowed = caller.require(&["tokens"], &Resource::User { name, groups: &groups });
+    match (user, allowed) {
+        (Some(user), Ok(())) => Ok(user),
+        // No or invalid credentials: the usual answer.
+        (_, Err(error)) if caller.owner.is_none() => Err(error),
+        _ => {
+            let kind = if matches!(caller.owner, Some(Owner::Service(_))) { "Service" } else { "User" };
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{kind} {name} not found or no permissions to generate tokens"),
+            ))
+        }
+    }
+}
+
 /// The token model with the token's effective scopes.
 async fn model(hub: &Hub, token: &ApiToken) -> Result<Value, ApiError> {
     let owner = match &token.owner {
@@ -100,7 +121,7 @@ pub(crate) async fn create_token(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authorized_user(&hub, &caller, &name, "tokens").await?;
+    let user = token_creation_target(&hub, &caller, &name).await?;
     let body = match parse_json_body(&body)? {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(object)) => object,

@@ -34,7 +34,7 @@ const USER_MODEL_KEYS: &[&str] = &["name", "admin", "groups", "roles", "auth_sta
 async fn model_for(hub: &Hub, caller: &Caller, user: &User, include_stopped: bool) -> Result<Value, ApiError> {
     // The user was just read, so the query that does not tell "no servers" from "no user" is enough.
     let servers = hub.store().list_servers_of(std::slice::from_ref(&user.name)).await?;
-    let model = user_model(user, &servers, &caller.scopes, include_stopped, &hub.config().base_url);
+    let model = user_model(user, &servers, &caller.scopes, include_stopped, hub.config());
     Ok(model.unwrap_or_else(|| Value::Object(Map::new())))
 }
 
@@ -98,12 +98,12 @@ pub(crate) async fn list_users(
     }
     // Each user's servers stay borrowed from one list; the models are written straight to the response.
     let no_servers: Vec<Server> = Vec::new();
-    let base_url = &hub.config().base_url;
+    let config = hub.config();
     let items: Vec<MaybeUserModel<'_>> = users
         .iter()
         .map(|user| {
             let servers = servers_by_user.get(&user.name).unwrap_or(&no_servers);
-            UserModel::or_empty(UserModel::new(user, servers, &caller.scopes, include_stopped, base_url))
+            UserModel::or_empty(UserModel::new(user, servers, &caller.scopes, include_stopped, config))
         })
         .collect();
     Ok(Json(pagination.page(items, total, &uri, &headers)).into_response())
@@ -122,7 +122,7 @@ pub(crate) async fn get_user(
     let include_stopped = Query::parse(raw_query.as_deref()).has("include_stopped_servers");
     // The user was just read, so the query that does not tell "no servers" from "no user" is enough.
     let servers = hub.store().list_servers_of(std::slice::from_ref(&user.name)).await?;
-    let model = UserModel::new(&user, &servers, &caller.scopes, include_stopped, &hub.config().base_url);
+    let model = UserModel::new(&user, &servers, &caller.scopes, include_stopped, hub.config());
     Ok(Json(UserModel::or_empty(model)).into_response())
 }
 
@@ -220,7 +220,8 @@ pub(crate) async fn create_user(
 }
 
 pub(crate) async fn create_users(State(hub): State<Hub>, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
-    caller.require_global(&["admin:users"])?;
+    // No resource is named, so a filtered `admin:users` is 403 as in JupyterHub 5.5.1, not the 404 of a miss.
+    caller.require_unfiltered(&["admin:users"])?;
     let body = body_object(&body)?.unwrap_or_default();
     let usernames = body
         .get("usernames")

@@ -112,7 +112,8 @@ pub(crate) async fn post_login(
         LoginForm { username: field("username").unwrap_or_default(), password: field("password").unwrap_or_default() };
     let user_key = LoginThrottle::user_key(&form.username);
     let mut throttle_keys = vec![user_key.clone()];
-    throttle_keys.extend(client_address(&headers, peer.map(|Extension(ConnectInfo(peer))| peer)).map(ThrottleKey::Address));
+    throttle_keys
+        .extend(client_address(&headers, peer.map(|Extension(ConnectInfo(peer))| peer)).map(ThrottleKey::Address));
     let refuse = |status: StatusCode, message: &str| {
         let token = expected.first().cloned().unwrap_or_default();
         let shown_name: String = form.username.chars().take(MAX_USERNAME_BYTES).collect();

@@ -31,7 +31,7 @@ use crate::pages::profile_form;
 use crate::pages::redirects::{default_next_url, encode_query_value, found, login_redirect, page_error, query_value};
 use crate::pages::render::{self as pages, Visitor};
 use crate::spawns::{self, StartError, StartOutcome, profiles};
-use crate::urls::{quote_name, server_prefix};
+use crate::urls::{quote_name, server_url};
 
 /// JupyterHub's `user_redirect_limit`: more redirects back to a server than this is a loop.
 const REDIRECT_LIMIT: u32 = 4;
@@ -103,7 +103,7 @@ fn server_context(hub: &Hub, user: &str, server_name: &str, server: Option<&Serv
         name => server_name,
         ready => state == Some(SpawnState::Running),
         pending => matches!(state, Some(SpawnState::Requested | SpawnState::Starting | SpawnState::Stopping)),
-        url => server_prefix(&hub.config().base_url, user, server_name),
+        url => server_url(hub.config(), user, server_name),
         spawn_url => spawn_url(hub, user, server_name),
         pending_url => pending_url(hub, user, server_name, None),
         api_path => api_path,
@@ -195,8 +195,15 @@ fn pending_url(hub: &Hub, user: &str, server: &str, query: Option<&str>) -> Stri
 /// Where a ready server's page goes: a safe `next`, else the server.
 fn ready_url(hub: &Hub, user: &str, server: &str, uri: &Uri, headers: &HeaderMap) -> String {
     let next = query_value(uri.query(), "next");
-    next.and_then(|next| session::safe_next_url(&next, session::request_host(headers), &hub.config().base_url))
-        .unwrap_or_else(|| server_prefix(&hub.config().base_url, user, server))
+    next.and_then(|next| {
+        session::safe_next_url(
+            &next,
+            session::request_host(headers),
+            &hub.config().base_url,
+            hub.config().subdomain_host.as_ref(),
+        )
+    })
+    .unwrap_or_else(|| server_url(hub.config(), user, server))
 }
 
 /// The target user and server of a page, after the caller's scope check on it.
@@ -582,7 +589,7 @@ async fn user_redirect(
     let (_, _, me) = logged_in(&hub, &uri, &headers).await?;
     let redirect_prefix = format!("{}user-redirect/", session::hub_prefix(&hub));
     let path = uri.path().strip_prefix(&redirect_prefix).unwrap_or_default();
-    let mut target = format!("{}{path}", server_prefix(&hub.config().base_url, me.name.as_str(), ""));
+    let mut target = format!("{}{path}", server_url(hub.config(), me.name.as_str(), ""));
     if let Some(query) = uri.query().filter(|query| !query.is_empty()) {
         target.push('?');
         target.push_str(query);

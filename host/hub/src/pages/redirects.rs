@@ -11,7 +11,7 @@ use crate::Hub;
 use crate::access::session;
 use crate::error::ApiError;
 use crate::pages::render as pages;
-use crate::urls::server_prefix;
+use crate::urls::server_url;
 
 /// A `302 Found` to `location`, as tornado's `redirect`.
 pub(crate) fn found(location: &str) -> Response {
@@ -57,7 +57,7 @@ pub(crate) async fn default_next_url(hub: &Hub, user: &User) -> Result<String, A
         Err(StoreError::NotFound { .. }) => false,
         Err(other) => return Err(other.into()),
     };
-    Ok(if active { server_prefix(&config.base_url, user.name.as_str(), "") } else { format!("{prefix}spawn") })
+    Ok(if active { server_url(config, user.name.as_str(), "") } else { format!("{prefix}spawn") })
 }
 
 /// `next` if it is safe, else the default for `user`.
@@ -68,7 +68,9 @@ pub(crate) async fn next_url(
     headers: &HeaderMap,
 ) -> Result<String, ApiError> {
     let host = session::request_host(headers);
-    match next.and_then(|next| session::safe_next_url(next, host, &hub.config().base_url)) {
+    match next.and_then(|next| {
+        session::safe_next_url(next, host, &hub.config().base_url, hub.config().subdomain_host.as_ref())
+    }) {
         Some(url) => Ok(url),
         None => {
             if let Some(refused) = next.filter(|next| !next.is_empty()) {

@@ -16,7 +16,7 @@ use wasmhub_store::{HUB_OAUTH_CLIENT, NewApiToken, NewOAuthClient, Server, Serve
 use crate::Hub;
 use crate::metrics::{self, SpawnStatus};
 use crate::spawns::progress::ProgressEvent;
-use crate::urls::{log_name, route_path, server_prefix};
+use crate::urls::{log_name, route_path, server_prefix, server_url};
 
 /// Why a spawn or a stop did not complete; logged, and kept on the server record as its failure.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ async fn conclude_spawn(
 ) -> Result<(), LifecycleError> {
     let (user, name) = (server.user.as_str(), server.name.as_str());
     let (last_event, status) = match &result {
-        Ok(()) => (ProgressEvent::ready(&server_prefix(&hub.config().base_url, user, name)), SpawnStatus::Success),
+        Ok(()) => (ProgressEvent::ready(&server_url(hub.config(), user, name)), SpawnStatus::Success),
         Err(error) => (ProgressEvent::for_error(error), SpawnStatus::Failure),
     };
     hub.metrics().observe_spawn(status, spawn_started.elapsed());
@@ -144,13 +144,15 @@ async fn try_spawn(
         default_url: config.default_url.clone(),
         root_dir: config.notebook_dir.clone(),
         extra: config.environment.clone(),
+        hub_origin: config.subdomain_host.as_ref().map(|host| host.hub_origin()),
+        server_origin: config.subdomain_host.as_ref().map(|host| host.user_origin(user)),
     };
     store
         .put_oauth_client(&NewOAuthClient {
             client_id: context.oauth_client_id(),
             description: format!("Server at {prefix}"),
             secret: Some(api_token.clone()),
-            redirect_uri: format!("{prefix}oauth_callback"),
+            redirect_uri: context.oauth_callback_url(),
             allowed_scopes: vec![access_scope],
         })
         .await?;
@@ -225,7 +227,7 @@ async fn finish_start(hub: &Hub, server: &Server, started: &wasmhub_spawner::Sta
     data.insert("server_name".into(), json!(name));
     data.insert("target".into(), json!(started.url));
     data.insert("jupyterhub".into(), json!(true));
-    let route = route_path(&config.base_url, user, name);
+    let route = route_path(config, user, name);
     metrics::timed(metrics::proxy_add, hub, hub.routes().add(&route, data)).await?;
     let running = ServerUpdate { state: Some(SpawnState::Running), ..ServerUpdate::default() };
     if let Err(error) = store.update_server(&server.user, &server.name, &running).await {
@@ -288,7 +290,7 @@ pub(crate) async fn remove_credentials(hub: &Hub, user: &UserName, server_name: 
     // user's default server (`a`/`b` and `a-b`): its client goes only when its callback is this server's.
     let legacy = context.jupyterhub_oauth_client_id();
     if legacy != context.oauth_client_id() {
-        let callback = format!("{prefix}oauth_callback");
+        let callback = format!("{}oauth_callback", server_url(hub.config(), user.as_str(), server_name));
         match hub.store().get_oauth_client(&legacy).await {
             Ok(client) if client.redirect_uri == callback => {
                 if let Err(error) = hub.store().delete_oauth_client(&legacy).await {
@@ -310,7 +312,7 @@ async fn untimed_stop_server(hub: Hub, server: Server, remove: bool) -> Result<(
     let store = hub.store();
     let stopping = ServerUpdate { state: Some(SpawnState::Stopping), ..ServerUpdate::default() };
     store.update_server(&server.user, &server.name, &stopping).await?;
-    let route = route_path(&hub.config().base_url, server.user.as_str(), server.name.as_str());
+    let route = route_path(hub.config(), server.user.as_str(), server.name.as_str());
     if let Err(error) = metrics::timed(metrics::proxy_delete, &hub, hub.routes().remove(&route)).await {
         tracing::warn!(%error, "removing a server's route");
     }

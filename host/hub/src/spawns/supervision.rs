@@ -74,7 +74,7 @@ impl Hub {
                 SpawnState::Running | SpawnState::Starting => {
                     if self.confirm_alive(&server).await {
                         // Keys are stored normalised (no trailing slash); compare with what the table holds.
-                        let path = route_path(&self.config().base_url, server.user.as_str(), server.name.as_str());
+                        let path = route_path(self.config(), server.user.as_str(), server.name.as_str());
                         if let Ok(Some(route)) = self.routes().get(&path).await {
                             routed.insert(route.key().to_owned());
                         }
@@ -194,7 +194,7 @@ impl Hub {
         data.insert("server_name".into(), json!(server.name.as_str()));
         data.insert("target".into(), json!(url));
         data.insert("jupyterhub".into(), json!(true));
-        let route = route_path(&self.config().base_url, server.user.as_str(), server.name.as_str());
+        let route = route_path(self.config(), server.user.as_str(), server.name.as_str());
         self.routes().add(&route, data).await
     }
 
@@ -202,7 +202,7 @@ impl Hub {
     /// credentials, and put it at rest. A `Starting` one is `Failed` (its spawn never finished), a `Running` one
     /// `Stopped`, as JupyterHub's poll does.
     async fn clean_up_dead(&self, server: &Server) {
-        let route = route_path(&self.config().base_url, server.user.as_str(), server.name.as_str());
+        let route = route_path(self.config(), server.user.as_str(), server.name.as_str());
         if let Err(error) = self.routes().remove(&route).await {
             tracing::warn!(%route, %error, "removing the route of a dead server");
         }
@@ -222,7 +222,7 @@ impl Hub {
 
     /// A stop the old process began: finish it.
     async fn finish_stop(&self, server: &Server) {
-        let route = route_path(&self.config().base_url, server.user.as_str(), server.name.as_str());
+        let route = route_path(self.config(), server.user.as_str(), server.name.as_str());
         let _ = self.routes().remove(&route).await;
         let stopped = if server.spawner_state.is_empty() {
             Ok(())
