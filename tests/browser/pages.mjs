@@ -300,7 +300,48 @@ async function admin(browser) {
   return { carolLanded };
 }
 
-const scenarios = { journey, restricted, admin };
+/**
+ * Subdomains (hub at hub.test, alice at alice.hub.test): alice logs in on the hub's host and lands in JupyterLab on
+ * her own; a script in her server's origin sees none of the hub's cookies and can read neither hub pages nor the
+ * API nor bob's server, all of which are other origins now.
+ */
+async function subdomains(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  await logIn(page, "alice", args.password);
+  await page.waitForURL(/alice\.hub\.test:\d+\/user\/alice\/lab/, { timeout: 90000 });
+  await page.waitForSelector("#jp-main-dock-panel", { timeout: 60000 });
+  await shot(page, "subdomain-lab");
+  const landed = page.url();
+  const hubOrigin = new URL(hub).origin;
+  const bobOrigin = hubOrigin.replace("//hub.test", "//bob.hub.test");
+  // What any script served by alice's server could try, with the visitor's credentials.
+  const probe = await page.evaluate(async ({ hubOrigin, bobOrigin }) => {
+    async function read(url) {
+      try {
+        const response = await fetch(url, { credentials: "include" });
+        return "read " + response.status + " " + (await response.text()).slice(0, 80);
+      } catch (error) {
+        return "blocked";
+      }
+    }
+    return {
+      cookies: document.cookie,
+      hubApi: await read(hubOrigin + "/hub/api/user"),
+      hubPage: await read(hubOrigin + "/hub/home"),
+      hubOnOwnHost: await read("/hub/api/user"),
+      bobServer: await read(bobOrigin + "/user/bob/api/contents"),
+    };
+  }, { hubOrigin, bobOrigin });
+  // The hub's own pages still work for alice on the hub's host.
+  const home = await page.goto(hub + "/hub/home");
+  check(home.status() === 200 && new URL(page.url()).host === new URL(hub).host, "the hub's home is on its host");
+  await shot(page, "subdomain-hub-home");
+  await context.close();
+  return { landed, probe };
+}
+
+const scenarios = { journey, restricted, admin, subdomains };
 const name = process.argv[2];
 const scenario = scenarios[name];
 if (!scenario) {
@@ -318,6 +359,8 @@ const browser = await chromium.launch({
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    // Subdomain scenarios name hosts under hub.test; they all resolve to this machine.
+    ...(args.hostResolverRules ? ["--host-resolver-rules=" + args.hostResolverRules] : []),
   ],
 });
 let exitCode = 0;

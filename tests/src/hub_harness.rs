@@ -51,6 +51,9 @@ pub struct HubOptions {
     pub wasmhub_extra: String,
     /// Extra variables in the hub's environment.
     pub hub_env: Vec<(String, String)>,
+    /// A domain for `JupyterHub.subdomain_host` (`hub.test` becomes `http://hub.test:<public port>`); browsers map
+    /// it and its subdomains to 127.0.0.1.
+    pub subdomain_domain: Option<&'static str>,
 }
 
 /// Whose accounts servers run as, as `wasmhub.local` keys. As root (CI), as wasmhub runs in production: each
@@ -90,6 +93,7 @@ impl RunningHub {
   config:
     JupyterHub:
       authenticator_class: dummy
+{subdomain_host}
 {hub_config}
 cull:
   enabled: false
@@ -114,6 +118,10 @@ wasmhub:
             logs = path_str(&dir.path().join("logs")),
             top_level = options.top_level,
             wasmhub_extra = options.wasmhub_extra,
+            subdomain_host = options
+                .subdomain_domain
+                .map(|domain| format!("      subdomain_host: \"http://{domain}:{public_port}\""))
+                .unwrap_or_default(),
         );
         let config_path = dir.path().join("wasmhub.yaml");
         std::fs::write(&config_path, config).expect("writing the config");

@@ -79,9 +79,15 @@ async fn api(hub: &RunningHub, method: reqwest::Method, path: &str, body: Option
 
 /// Runs one scenario of `pages.mjs`; its `RESULT` line, or a panic with its output and the hub's log.
 fn scenario(hub: &RunningHub, name: &str) -> Value {
+    scenario_at(hub, name, &hub.public_url(), None)
+}
+
+/// [`scenario`] with the hub at `public_url`, and Chromium's `--host-resolver-rules` when names need mapping.
+fn scenario_at(hub: &RunningHub, name: &str, public_url: &str, host_rules: Option<&str>) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/pages.mjs");
     let args = json!({
-        "hub": hub.public_url(),
+        "hub": public_url,
+        "hostResolverRules": host_rules,
         "password": PASSWORD,
         "artifacts": artifacts_dir("pages"),
         "playwright": playwright_core_dir(),
@@ -163,4 +169,32 @@ async fn an_admin_adds_a_user_and_stops_a_server_from_the_panel() {
     assert_eq!(status, 200);
     assert_eq!(carol["admin"], json!(false), "{carol}");
     assert_eq!(carol["groups"], json!(["testers"]), "{carol}");
+}
+
+/// `JupyterHub.subdomain_host` in Chromium, hosts mapped with `--host-resolver-rules`: alice's server is on
+/// `alice.hub.test`, and a script there reads nothing of the hub (`hub.test`) or of bob's server (`bob.hub.test`).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_subdomains_a_users_server_cannot_read_the_hub_or_another_server() {
+    let hub = RunningHub::start(HubOptions {
+        hub_config: format!("    DummyAuthenticator:\n      password: {PASSWORD}\n"),
+        top_level: "singleuser:\n  defaultUrl: /lab\n".to_owned(),
+        subdomain_domain: Some("hub.test"),
+        ..HubOptions::default()
+    });
+    let (status, body) = api(&hub, reqwest::Method::POST, "/users/bob", None).await;
+    assert!(status == 201 || status == 409, "{status} {body}");
+    let (status, body) = api(&hub, reqwest::Method::POST, "/users/bob/server", None).await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let public_url = format!("http://hub.test:{}", hub.public_port);
+    let result = scenario_at(&hub, "subdomains", &public_url, Some("MAP hub.test 127.0.0.1, MAP *.hub.test 127.0.0.1"));
+    let landed = result["landed"].as_str().unwrap();
+    assert!(landed.starts_with(&format!("http://alice.hub.test:{}/user/alice/lab", hub.public_port)), "{landed}");
+    let probe = &result["probe"];
+    let cookies = probe["cookies"].as_str().unwrap();
+    assert!(!cookies.contains("jupyterhub-hub-login") && !cookies.contains("jupyterhub-session-id"), "{cookies}");
+    for (what, answer) in probe.as_object().unwrap().iter().filter(|(key, _)| *key != "cookies") {
+        assert_eq!(answer, "blocked", "{what}: a script on alice's host read it: {probe}");
+    }
+    let (_, model) = api(&hub, reqwest::Method::GET, "/users/alice", None).await;
+    assert_eq!(model["servers"][""]["url"], format!("http://alice.hub.test:{}/user/alice/", hub.public_port));
 }
