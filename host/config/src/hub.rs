@@ -180,6 +180,10 @@ section! {
         /// in an origin apart from the hub's and other users'. Needs wildcard DNS (and a wildcard certificate) for
         /// the domain; the proxy routes by host.
         subdomain_host("subdomain_host"): Option<String> = None,
+        /// Addresses of proxies in front of the hub, besides loopback and the built-in proxy, whose
+        /// `X-Forwarded-Proto` and `X-Forwarded-For` the hub believes (https cookies, login throttling by client
+        /// address). From anyone else those headers are dropped.
+        trusted_downstream_ips("trusted_downstream_ips"): Vec<String> = Vec::new(),
     }
 }
 

@@ -168,6 +168,18 @@ fn noop_spawner_needs_its_url() {
 }
 
 #[test]
+fn subdomain_host_and_trusted_proxies_are_checked_where_they_are_written() {
+    let text = "hub:\n  config:\n    JupyterHub:\n      subdomain_host: hub.example.org/x\n      trusted_downstream_ips: [10.0.0.1, proxy]\n";
+    let found = errors(text);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("hub.config.JupyterHub.subdomain_host: expected a scheme and host"), "{found:?}");
+    assert!(found[1].contains("\"proxy\" is not an IP address"), "{found:?}");
+    let text = "hub:\n  config:\n    JupyterHub:\n      subdomain_host: https://hub.example.org\n";
+    let config = load_with(text, &[]).unwrap();
+    assert_eq!(config.hub.config.jupyterhub.subdomain_host.as_deref(), Some("https://hub.example.org"));
+}
+
+#[test]
 fn python_extra_config_is_refused() {
     let errors = errors("hub:\n  extraConfig:\n    myConfig: |\n      c.Spawner.cmd = ['x']\n");
     assert_eq!(errors.len(), 1);

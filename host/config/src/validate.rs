@@ -129,6 +129,11 @@ fn validate_noop_spawner(config: &Config, ctx: &mut Ctx) {
             );
         }
     }
+    for ip in &config.hub.config.jupyterhub.trusted_downstream_ips {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            invalid(ctx, "hub.config.JupyterHub.trusted_downstream_ips", &format!("{ip:?} is not an IP address"));
+        }
+    }
     let url = config.wasmhub.noop.url.as_deref();
     if config.wasmhub.spawner == SpawnerKind::Noop && url.is_none() {
         invalid(ctx, "wasmhub.noop.url", "required when wasmhub.spawner is noop");

@@ -132,6 +132,9 @@ pub struct HubConfig {
     pub servers_share_hub_user: bool,
     /// `JupyterHub.subdomain_host`: each user's servers on a host of their own (`urls.rs`).
     pub subdomain_host: Option<urls::SubdomainHost>,
+    /// `JupyterHub.trusted_downstream_ips`: proxies besides loopback and the built-in one whose forwarding headers
+    /// are believed.
+    pub trusted_downstream_ips: Vec<std::net::IpAddr>,
 }
 
 impl HubConfig {
@@ -181,6 +184,7 @@ impl Default for HubConfig {
             login_throttle: login::throttle::ThrottleSettings::default(),
             servers_share_hub_user: false,
             subdomain_host: None,
+            trusted_downstream_ips: Vec::new(),
         }
     }
 }
@@ -344,6 +348,7 @@ pub fn router(hub: Hub) -> Router {
         .route_layer(middleware::from_fn(metrics::tag_route))
         .layer(middleware::from_fn_with_state(hub.clone(), pages::render::render_error_pages))
         .layer(middleware::from_fn_with_state(hub.clone(), hub_on_its_own_host))
+        .layer(middleware::from_fn_with_state(hub.clone(), forget_untrusted_forwarding))
         .layer(middleware::from_fn(jupyterhub_headers))
         .layer(middleware::from_fn_with_state(hub.clone(), metrics::record_requests))
         .with_state(hub)
@@ -392,6 +397,24 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     let mut response = (status, Bytes::new()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
     response
+}
+
+/// Forwarding headers (`X-Forwarded-Proto`, `X-Scheme`, `X-Forwarded-For`, `X-Real-Ip`) are believed only from a
+/// proxy: the built-in one, which calls the router in process (no connection, so no peer address), a loopback peer,
+/// or `trusted_downstream_ips`. Anyone else reaching the hub's port directly could otherwise pick the client
+/// address login throttling counts, or the scheme cookies are marked for; their headers are dropped.
+async fn forget_untrusted_forwarding(State(hub): State<Hub>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|axum::extract::ConnectInfo(peer)| peer.ip());
+    let trusted = peer.is_none_or(|ip| ip.is_loopback() || hub.config().trusted_downstream_ips.contains(&ip));
+    if !trusted {
+        for name in ["x-forwarded-proto", "x-scheme", "x-forwarded-for", "x-real-ip", "forwarded"] {
+            request.headers_mut().remove(name);
+        }
+    }
+    next.run(request).await
 }
 
 /// With `subdomain_host`, nothing of the hub is served on a user's host: a page or API answer there would be in

@@ -877,3 +877,28 @@ async fn with_subdomain_host_servers_live_on_their_users_hosts_and_the_hub_on_it
     assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
     assert!(proxy.routes().table().get("/alice.hub.test/user/alice/").is_none());
 }
+
+#[tokio::test]
+async fn forwarding_headers_count_only_from_a_trusted_proxy() {
+    use axum::extract::ConnectInfo;
+    let secure_xsrf_cookie = |trusted: Vec<std::net::IpAddr>, peer: Option<&'static str>| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
+        let proxy = Proxy::new(ProxyConfig::default()).await.unwrap();
+        let spawner = LocalProcessSpawner::new(LocalSpawnerConfig::default());
+        let config = HubConfig { trusted_downstream_ips: trusted, ..HubConfig::default() };
+        let app = router(Hub::new(config, store, Arc::new(spawner), Arc::new(proxy)));
+        let mut request = Request::builder().uri("/hub/login").header("x-forwarded-proto", "https");
+        if let Some(peer) = peer {
+            request = request.extension(ConnectInfo(peer.parse::<std::net::SocketAddr>().unwrap()));
+        }
+        let response = app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+        cookie.contains("; Secure")
+    };
+    // The built-in proxy (in process, no peer) and loopback are believed; a stranger's header is dropped.
+    assert!(secure_xsrf_cookie(Vec::new(), None).await);
+    assert!(secure_xsrf_cookie(Vec::new(), Some("127.0.0.1:5000")).await);
+    assert!(!secure_xsrf_cookie(Vec::new(), Some("192.0.2.7:5000")).await);
+    assert!(secure_xsrf_cookie(vec!["192.0.2.7".parse().unwrap()], Some("192.0.2.7:5000")).await);
+}

@@ -62,6 +62,18 @@ pub(crate) fn hub_config(config: &Config, hub_url: &str, auth: AuthSettings) -> 
             .map(SubdomainHost::parse)
             .transpose()
             .map_err(|error| anyhow::anyhow!("hub.config.JupyterHub.subdomain_host: {error}"))?,
+        trusted_downstream_ips: config
+            .hub
+            .config
+            .jupyterhub
+            .trusted_downstream_ips
+            .iter()
+            .map(|ip| {
+                ip.parse().map_err(|_| {
+                    anyhow::anyhow!("hub.config.JupyterHub.trusted_downstream_ips: {ip:?} is not an IP address")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
         ..HubConfig::default()
     })
 }
@@ -191,6 +203,11 @@ mod tests {
         let throttled = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
         assert_eq!(throttled.login_throttle.max_failures_per_user, 2);
         assert_eq!(throttled.login_throttle.lockout, Duration::from_secs(7));
+        config.hub.config.jupyterhub.subdomain_host = Some("https://hub.example.org".into());
+        config.hub.config.jupyterhub.trusted_downstream_ips = vec!["10.0.0.9".into()];
+        let hosted = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
+        assert_eq!(hosted.subdomain_host.unwrap().domain, "hub.example.org");
+        assert_eq!(hosted.trusted_downstream_ips, ["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]);
     }
 
     #[test]

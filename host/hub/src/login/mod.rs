@@ -73,9 +73,8 @@ pub(crate) async fn get_login(
     Ok(response)
 }
 
-/// The client's address: the last `X-Forwarded-For` entry, which the proxy in front of the hub appended, else
-/// the connection's peer. A client that reaches the hub's port directly can choose the header; the per-name count
-/// still holds for it, and the hub's port is meant for the proxy and the servers only.
+/// The client's address: the last `X-Forwarded-For` entry, which the proxy in front of the hub appended (the
+/// header survives only from a trusted proxy, `forget_untrusted_forwarding`), else the connection's peer.
 fn client_address(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
     let forwarded = headers
         .get_all("x-forwarded-for")
