@@ -32,8 +32,11 @@ const USERADD_ATTEMPTS: u32 = 40;
 pub(crate) async fn resolve(name: &str, create: bool) -> Result<SystemUser, SpawnError> {
     let refused = |message: String| SpawnError::Failed(message);
     // Names a shell or useradd could read as options or paths never reach either.
+    // Nor are `.` and `..`, which `wasmhub.local.workDir`'s `{username}` would turn into a parent folder.
     let valid = !name.is_empty()
         && !name.starts_with('-')
+        && name != "."
+        && name != ".."
         && name.len() <= 32
         && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'));
     if !valid {
@@ -140,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn names_a_shell_could_misread_and_root_are_refused() {
-        for name in ["-r", "a b", "a/b", "", "x".repeat(33).as_str(), "al\u{202e}ice"] {
+        for name in ["-r", "a b", "a/b", "", ".", "..", "x".repeat(33).as_str(), "al\u{202e}ice"] {
             let error = resolve(name, false).await.unwrap_err().to_string();
             assert!(error.contains("not a valid system user name"), "{name:?}: {error}");
         }

@@ -707,3 +707,20 @@ async fn assets_are_cached_and_the_profile_form_refuses_forgeries() {
     let servers = hub.store.list_servers(None).await.unwrap();
     assert!(servers.iter().all(|server| !server.state.is_active()), "nothing was started: {servers:?}");
 }
+
+#[tokio::test]
+async fn the_admin_page_says_when_servers_share_the_hubs_user() {
+    for shared in [false, true] {
+        let auth = AuthSettings { admin_users: ["admin".to_owned()].into(), ..allow_all() };
+        let hub = login_hub(auth, |config| config.servers_share_hub_user = shared, false).await;
+        let mut browser = Browser::default();
+        let login = browser.log_in(&hub.app, "admin", PASSWORD, "/hub/admin").await;
+        assert_eq!(login.status, StatusCode::FOUND, "{}", login.text);
+        let page = browser.get(&hub.app, "/hub/admin").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(page.text.contains("id=\"shared-user-warning\""), shared, "shared={shared}");
+        if shared {
+            assert!(page.text.contains("can read the hub's database"), "{}", page.text);
+        }
+    }
+}

@@ -9,10 +9,10 @@
 pub(crate) mod authenticator;
 pub(crate) mod throttle;
 
-use axum::body::Bytes;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -109,10 +109,10 @@ pub(crate) async fn post_login(
         .map_err(|refused| pages::error(StatusCode::FORBIDDEN, &refused.to_string()))?;
     let form =
         LoginForm { username: field("username").unwrap_or_default(), password: field("password").unwrap_or_default() };
-    let user_key = LoginThrottle::user_key(&form.username);
-    let mut throttle_keys = vec![user_key.clone()];
-    throttle_keys
-        .extend(client_address(&headers, peer.map(|Extension(ConnectInfo(peer))| peer)).map(ThrottleKey::Address));
+    // Over-long names are refused unchecked; counting them by name would let a flood of huge names fill memory.
+    let user_key = (form.username.len() <= MAX_USERNAME_BYTES).then(|| LoginThrottle::user_key(&form.username));
+    let address = client_address(&headers, peer.map(|Extension(ConnectInfo(peer))| peer));
+    let throttle_keys: Vec<ThrottleKey> = user_key.iter().cloned().chain(address.map(ThrottleKey::Address)).collect();
     let refuse = |status: StatusCode, message: &str| {
         let token = expected.first().cloned().unwrap_or_default();
         let shown_name: String = form.username.chars().take(MAX_USERNAME_BYTES).collect();
@@ -131,7 +131,9 @@ pub(crate) async fn post_login(
         hub.login_throttle().record_failure(&throttle_keys);
         return Err(refuse(StatusCode::FORBIDDEN, LOGIN_FAILED));
     };
-    hub.login_throttle().record_success(&user_key);
+    if let Some(user_key) = &user_key {
+        hub.login_throttle().record_success(user_key);
+    }
     if let Some(previous) = &previous {
         hub.store()
             .delete_login_sessions(&previous.login.session_id)
