@@ -54,6 +54,8 @@ pub struct HubOptions {
     /// A domain for `JupyterHub.subdomain_host` (`hub.test` becomes `http://hub.test:<public port>`); browsers map
     /// it and its subdomains to 127.0.0.1.
     pub subdomain_domain: Option<&'static str>,
+    /// The public, hub and proxy API ports, when a test runs the proxy itself (`should_start: false`).
+    pub ports: Option<(u16, u16, u16)>,
 }
 
 /// Whose accounts servers run as, as `wasmhub.local` keys. As root (CI), as wasmhub runs in production: each
@@ -78,7 +80,8 @@ impl RunningHub {
         let local_users = servers_users(dir.path());
         let venv = venv_bin(if options.venv.is_empty() { "jh5" } else { options.venv });
         let python_env = venv.parent().expect("venv/bin has a parent").to_owned();
-        let (public_port, hub_port, proxy_api_port) = (free_port(), free_port(), free_port());
+        let (public_port, hub_port, proxy_api_port) =
+            options.ports.unwrap_or_else(|| (free_port(), free_port(), free_port()));
         let path_str = |path: &Path| path.to_str().expect("UTF-8 temp path").to_owned();
         let config = format!(
             r#"hub:

@@ -21,7 +21,7 @@ use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
 use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
 use wasmhub_proxy::server::Listeners;
-use wasmhub_proxy::{LocalService, Proxy, ProxyConfig};
+use wasmhub_proxy::{LocalService, Proxy, ProxyConfig, RemoteRoutes};
 use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig, NoopSpawner, Spawner};
 use wasmhub_store::{PostgresStore, SqliteStore, Store};
 
@@ -67,21 +67,60 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let listen = &config.wasmhub.listen;
-    let proxy_listener =
-        bind("wasmhub.listen.proxy (--listen)", args.listen.as_deref().unwrap_or(&listen.proxy)).await?;
     let hub_listener =
         bind("wasmhub.listen.hub (--hub-listen)", args.hub_listen.as_deref().unwrap_or(&listen.hub)).await?;
-    let api_listener = bind(
-        "wasmhub.listen.proxyApi (--proxy-api-listen)",
-        args.proxy_api_listen.as_deref().unwrap_or(&listen.proxy_api),
-    )
-    .await?;
     let hub_address = hub_listener.local_addr()?;
-    let public_address = proxy_listener.local_addr()?;
+    let external = &config.hub.config.configurable_http_proxy;
+    let built_in = if external.should_start {
+        let public = args.listen.clone().or_else(|| bind_address(&config)).unwrap_or_else(|| listen.proxy.clone());
+        let proxy_listener = bind("wasmhub.listen.proxy (--listen, JupyterHub.bind_url)", &public).await?;
+        let api_listener = bind(
+            "wasmhub.listen.proxyApi (--proxy-api-listen)",
+            args.proxy_api_listen.as_deref().unwrap_or(&listen.proxy_api),
+        )
+        .await?;
+        Some((proxy_listener, api_listener))
+    } else {
+        None
+    };
 
     let store = open_store(&config).await?;
     wasmhub_hub::apply_startup_state(store.as_ref(), &settings::startup_state(&config)).await?;
+    let auth = settings::auth_settings(&config);
+    let policy = start_policy_host(&config, auth.clone()).await?;
+    let spawner = spawner(&config, &policy).await?;
+    let hub_settings = settings::hub_config(&config, &format!("http://{}", connect_address(hub_address)), auth)?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_watch(shutdown.clone())?;
+    let mut run_settings = settings::run_settings(&config);
 
+    let Some((proxy_listener, api_listener)) = built_in else {
+        // The proxy runs elsewhere (z2jh's proxy pod): routes go over its REST API and are checked every period,
+        // so a proxy that restarts empty gets them back and a hub restart leaves users' connections alone.
+        let api_url = external.api_url.as_deref().context("hub.config.ConfigurableHTTPProxy.api_url is required")?;
+        let token = external
+            .auth_token
+            .clone()
+            .or_else(|| config.proxy.secret_token.clone())
+            .or_else(|| std::env::var("CONFIGPROXY_AUTH_TOKEN").ok().filter(|token| !token.is_empty()))
+            .context(
+                "the proxy's API token: set proxy.secretToken (or hub.config.ConfigurableHTTPProxy.auth_token, or \
+                 CONFIGPROXY_AUTH_TOKEN) to the token the proxy was started with",
+            )?;
+        let routes = RemoteRoutes::new(api_url, &token).context("hub.config.ConfigurableHTTPProxy.api_url")?;
+        let hub = Hub::new(hub_settings, store, spawner, Arc::new(routes))
+            .with_authenticator(authenticator(&config)?)
+            .with_policy(policy);
+        run_settings.route_check_interval = Some(Duration::from_secs(external.check_running_interval.max(1)));
+        let public = config.hub.config.jupyterhub.bind_url.clone().unwrap_or_else(|| "the proxy's public URL".into());
+        let announce = |_: &Hub| {
+            tracing::info!(hub = %hub_address, proxy_api = %api_url, "wasmhub is up behind the proxy at {public}");
+            Ok(())
+        };
+        wasmhub_hub::run(hub, hub_listener, run_settings, shutdown, announce, || async {}).await?;
+        return Ok(());
+    };
+    let public_address = proxy_listener.local_addr()?;
     let proxy_token = config.proxy.secret_token.clone().unwrap_or_else(random_hex);
     let hub_target = format!("http://{}", connect_address(hub_address));
     let proxy = Proxy::new(ProxyConfig {
@@ -95,18 +134,10 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     })
     .await
     .context("starting the built-in proxy")?;
-
-    let auth = settings::auth_settings(&config);
-    let policy = start_policy_host(&config, auth.clone()).await?;
-    let spawner = spawner(&config, &policy).await?;
-    let hub_settings = settings::hub_config(&config, &format!("http://{}", connect_address(hub_address)), auth)?;
     let hub = Hub::new(hub_settings, store, spawner, Arc::new(proxy.clone()))
         .with_authenticator(authenticator(&config)?)
         .with_policy(policy);
 
-    let shutdown = CancellationToken::new();
-    spawn_signal_watch(shutdown.clone())?;
-    let run_settings = settings::run_settings(&config);
     // The proxy hands requests for the hub to the hub's router in this process rather than over loopback HTTP;
     // the listener stays for single-user servers (`hub_api_url`) and websocket upgrades. From the moment the hub
     // stops serving (signal or `POST /shutdown`) the proxy connects again, so it answers as the closed listener
@@ -148,6 +179,14 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         let _ = proxy_task.await;
     }
     Ok(())
+}
+
+/// `JupyterHub.bind_url`'s host and port as the built-in proxy's public address (`http://0.0.0.0:8000` is
+/// `0.0.0.0:8000`); its path is the base URL's business (`hub.baseUrl`).
+fn bind_address(config: &Config) -> Option<String> {
+    let url = config.hub.config.jupyterhub.bind_url.as_deref()?;
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    Some(rest.split('/').next().unwrap_or_default().to_owned())
 }
 
 /// The hub's router as the built-in proxy's in-process target ([`Proxy::serve_locally`]). Each request runs as its

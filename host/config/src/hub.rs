@@ -157,6 +157,26 @@ section! {
         spawner("Spawner"): Spawner = Spawner::default(),
         /// Kubernetes spawner settings: the `kubespawner_override` keys (see below), applied before profiles.
         kubespawner("KubeSpawner"): SpawnerOverride = SpawnerOverride::default(),
+        /// The proxy, as JupyterHub's `ConfigurableHTTPProxy` class: the built-in one, or one in another process.
+        configurable_http_proxy("ConfigurableHTTPProxy"): ConfigurableHttpProxy = ConfigurableHttpProxy::default(),
+    }
+}
+
+section! {
+    /// `c.ConfigurableHTTPProxy`. With `should_start: false` the hub runs no proxy of its own and keeps its routes
+    /// in the proxy at `api_url` (`wasmhub proxy` or configurable-http-proxy), as z2jh runs the proxy in its own
+    /// pod, so a hub restart leaves users' connections alone.
+    pub struct ConfigurableHttpProxy {
+        /// Whether `wasmhub serve` runs the proxy itself (in process); false needs `api_url`.
+        should_start("should_start"): bool = true,
+        /// The REST API of the proxy in another process, e.g. `http://proxy-api:8001`; only with `should_start: false`.
+        api_url("api_url"): Option<String> = None,
+        /// The token of that API; null takes `proxy.secretToken`, then the `CONFIGPROXY_AUTH_TOKEN` variable.
+        auth_token("auth_token"): Option<String> = None,
+        /// Seconds between checks of that proxy's routes against the running servers: missing routes are added,
+        /// wrong targets fixed, stale routes of this hub deleted (others are left alone), so a proxy that restarted
+        /// empty has every route back within one period.
+        check_running_interval("check_running_interval"): u64 = 5,
     }
 }
 
@@ -180,6 +200,10 @@ section! {
         /// in an origin apart from the hub's and other users'. Needs wildcard DNS (and a wildcard certificate) for
         /// the domain; the proxy routes by host.
         subdomain_host("subdomain_host"): Option<String> = None,
+        /// The public URL users open, e.g. `http://0.0.0.0:8000`: with the built-in proxy its host and port are
+        /// where the proxy listens (over `wasmhub.listen.proxy`; `--listen` wins); with a proxy elsewhere
+        /// (`ConfigurableHTTPProxy.should_start: false`) it is the address the hub announces.
+        bind_url("bind_url"): Option<String> = None,
         /// Addresses of proxies in front of the hub, besides loopback and the built-in proxy, whose
         /// `X-Forwarded-Proto` and `X-Forwarded-For` the hub believes (https cookies, login throttling by client
         /// address). From anyone else those headers are dropped.

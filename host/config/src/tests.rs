@@ -180,6 +180,17 @@ fn subdomain_host_and_trusted_proxies_are_checked_where_they_are_written() {
 }
 
 #[test]
+fn a_proxy_elsewhere_needs_its_api_url_and_the_built_in_one_refuses_it() {
+    let found = errors("hub:\n  config:\n    ConfigurableHTTPProxy:\n      should_start: false\n");
+    assert!(found[0].contains("ConfigurableHTTPProxy.api_url: required with should_start: false"), "{found:?}");
+    let found = errors("hub:\n  config:\n    ConfigurableHTTPProxy:\n      api_url: http://proxy-api:8001\n");
+    assert!(found[0].contains("only with should_start: false"), "{found:?}");
+    let text = "hub:\n  config:\n    ConfigurableHTTPProxy:\n      should_start: false\n      api_url: http://proxy-api:8001\n";
+    let config = load_with(text, &[]).unwrap();
+    assert_eq!(config.hub.config.configurable_http_proxy.api_url.as_deref(), Some("http://proxy-api:8001"));
+}
+
+#[test]
 fn python_extra_config_is_refused() {
     let errors = errors("hub:\n  extraConfig:\n    myConfig: |\n      c.Spawner.cmd = ['x']\n");
     assert_eq!(errors.len(), 1);

@@ -129,6 +129,28 @@ fn validate_noop_spawner(config: &Config, ctx: &mut Ctx) {
             );
         }
     }
+    let chp = &config.hub.config.configurable_http_proxy;
+    match (chp.should_start, chp.api_url.as_deref()) {
+        (false, None) => invalid(
+            ctx,
+            "hub.config.ConfigurableHTTPProxy.api_url",
+            "required with should_start: false (where the proxy's REST API is, e.g. http://proxy-api:8001)",
+        ),
+        (true, Some(_)) => invalid(
+            ctx,
+            "hub.config.ConfigurableHTTPProxy.api_url",
+            "only with should_start: false; the built-in proxy's API listens at wasmhub.listen.proxyApi",
+        ),
+        (false, Some(url)) if !url.starts_with("http://") => invalid(
+            ctx,
+            "hub.config.ConfigurableHTTPProxy.api_url",
+            "expected http://host:port (the proxy's API is plain HTTP inside the deployment)",
+        ),
+        _ => {}
+    }
+    if chp.check_running_interval == 0 {
+        invalid(ctx, "hub.config.ConfigurableHTTPProxy.check_running_interval", "must be at least 1 second");
+    }
     for ip in &config.hub.config.jupyterhub.trusted_downstream_ips {
         if ip.parse::<std::net::IpAddr>().is_err() {
             invalid(ctx, "hub.config.JupyterHub.trusted_downstream_ips", &format!("{ip:?} is not an IP address"));

@@ -215,6 +215,8 @@ struct Inner {
     caller_cache: access::caller_cache::CallerCache,
     /// Failed form logins by name and address (`login/throttle.rs`).
     login_throttle: login::throttle::LoginThrottle,
+    /// Whether the last route check reached the proxy (`api/proxy.rs` `reconcile_routes`).
+    proxy_reachable: std::sync::atomic::AtomicBool,
 }
 
 /// The hub's shared state. Cheap to clone.
@@ -253,6 +255,7 @@ impl Hub {
                 templates,
                 caller_cache: access::caller_cache::CallerCache::new(),
                 login_throttle: login::throttle::LoginThrottle::new(config.login_throttle.clone()),
+                proxy_reachable: std::sync::atomic::AtomicBool::new(true),
                 config,
             }),
         }
@@ -283,6 +286,15 @@ impl Hub {
 
     pub(crate) fn caller_cache(&self) -> &access::caller_cache::CallerCache {
         &self.inner.caller_cache
+    }
+
+    pub(crate) fn proxy_reachable(&self) -> bool {
+        self.inner.proxy_reachable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records whether the proxy answered; returns what was recorded before.
+    pub(crate) fn set_proxy_reachable(&self, reachable: bool) -> bool {
+        self.inner.proxy_reachable.swap(reachable, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn login_throttle(&self) -> &login::throttle::LoginThrottle {

@@ -94,7 +94,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     op!("get" "/info" "jupyterhub.apihandlers.hub.InfoAPIHandler" &["read:hub"], "Versions of the hub, spawner and authenticator", None,
         [ok(200, "Hub information", Body::Json("Info")), FORBIDDEN]),
     op!("get" "/health" "jupyterhub.handlers.pages.HealthCheckHandler" &[], "Health check (also at /hub/health)", None,
-        [ok(200, "The hub is up", Body::Empty)]),
+        [ok(200, "The hub is up", Body::Empty), ok(503, "The proxy in another process does not answer", Body::Empty)]),
     op!("get" "/metrics" "jupyterhub.handlers.metrics.MetricsHandler" &["read:metrics"], "Prometheus metrics (also at /hub/metrics)", None,
         [ok(200, "Prometheus text", Body::Metrics), FORBIDDEN]),
     op!("get" "/user" "jupyterhub.apihandlers.users.SelfAPIHandler" &[], "Who the token or cookie belongs to, with its scopes", None,

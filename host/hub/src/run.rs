@@ -19,6 +19,10 @@ pub struct RunSettings {
     pub poll_interval: Duration,
     /// The built-in culler (`cull.enabled`), or none.
     pub culler: Option<CullerConfig>,
+    /// How often the proxy's routes are checked against the servers and put right (`check_routes`), for a proxy
+    /// in another process that may restart empty (`ConfigurableHTTPProxy.check_running_interval`); none for the
+    /// built-in proxy, whose table lives and dies with the hub.
+    pub route_check_interval: Option<Duration>,
 }
 
 /// Why a hub stopped with an error.
@@ -60,6 +64,15 @@ pub async fn run<F: Future<Output = ()>>(
         let (hub, shutdown) = (hub.clone(), shutdown.clone());
         tokio::spawn(async move { hub.run_culler(culler, shutdown.cancelled_owned()).await })
     });
+    let route_checker = settings.route_check_interval.map(|interval| {
+        let (hub, shutdown) = (hub.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            // At once, then every interval: a proxy that restarted empty gets its routes back within one period.
+            crate::api::proxy::reconcile_routes(&hub).await;
+            crate::periodic::every(interval, shutdown.cancelled_owned(), || crate::api::proxy::reconcile_routes(&hub))
+                .await;
+        })
+    });
     if let Err(message) = serving(&hub) {
         shutdown.cancel();
         return Err(RunError::Serving(message));
@@ -77,6 +90,9 @@ pub async fn run<F: Future<Output = ()>>(
     let _ = supervisor.await;
     if let Some(culler) = culler {
         let _ = culler.await;
+    }
+    if let Some(route_checker) = route_checker {
+        let _ = route_checker.await;
     }
     served?;
     if let Some(stopped) = stopped? {

@@ -1,7 +1,7 @@
 //! The routes a hub manages, behind one trait: add, remove, read one and list them all with their data and
 //! `last_activity`. The hub holds a `dyn Routes`, so its spawn, adoption and `check_routes` code does not care
-//! where the table is: today the built-in proxy's, in this process (the impl here); a proxy in another process,
-//! driven over CHP's REST API, is the next implementation.
+//! where the table is: the built-in proxy's, in this process (the impl here), or a proxy in another process driven
+//! over CHP's REST API (`remote.rs`).
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ mod hub_routes;
 mod journal;
 mod metrics;
 mod path;
+mod remote;
 pub mod routes;
 pub mod server;
 mod store;
@@ -35,6 +36,7 @@ use tokio_util::task::TaskTracker;
 pub use hub_routes::Routes;
 pub use journal::JournalError;
 pub use metrics::Metrics;
+pub use remote::RemoteRoutes;
 pub use store::{RouteError, RouteStore};
 pub use tls::{TlsError, TlsFiles};
 

@@ -18,6 +18,9 @@ pub enum RouteError {
     Target(#[from] TargetError),
     #[error("route was applied but could not be saved: {0}")]
     Journal(#[from] JournalError),
+    /// A proxy in another process (`remote.rs`) could not be reached or refused the change.
+    #[error("the proxy's REST API: {0}")]
+    Remote(String),
 }
 
 /// The route table plus its optional routes file.

@@ -163,6 +163,8 @@ pub(crate) fn run_settings(config: &Config) -> RunSettings {
             cull_admin_users: cull.admin_users,
             cull_users_after: cull.users.then(|| Duration::from_secs(cull.timeout)),
         }),
+        // Set by `serve` when the proxy is in another process; the built-in table needs no checking.
+        route_check_interval: None,
     }
 }
 

@@ -82,8 +82,10 @@ async fn info(State(hub): State<Hub>, caller: Caller) -> Result<Response, ApiErr
     .into_response())
 }
 
-pub(crate) async fn health() -> Response {
-    empty(StatusCode::OK)
+/// 200 while the hub can do its work; 503 while the proxy it keeps routes in does not answer (a proxy in another
+/// process with a wrong URL or token fails the health check instead of the hub crash-looping).
+pub(crate) async fn health(State(hub): State<Hub>) -> Response {
+    if hub.proxy_reachable() { empty(StatusCode::OK) } else { empty(StatusCode::SERVICE_UNAVAILABLE) }
 }
 
 async fn not_found() -> ApiError {

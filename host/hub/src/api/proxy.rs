@@ -85,10 +85,34 @@ pub(crate) async fn get_routes(
     Ok(Json(pagination.respond(page, total, &uri, &headers)).into_response())
 }
 
+/// One periodic pass of [`check_routes`], remembering whether the proxy answered: its failure is logged once
+/// when it starts and once when it ends, and `/hub/health` fails meanwhile, rather than a log line per pass.
+pub(crate) async fn reconcile_routes(hub: &Hub) {
+    let result = check_routes(hub).await;
+    let was_reachable = hub.set_proxy_reachable(result.is_ok());
+    match result {
+        Ok(()) if !was_reachable => tracing::info!("the proxy answers again; its routes are in line"),
+        Ok(()) => {}
+        Err(error) if was_reachable => {
+            tracing::error!(%error, "cannot keep the proxy's routes: /hub/health fails until it answers")
+        }
+        Err(_) => {}
+    }
+}
+
+/// Why a route check could not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RouteCheckError {
+    #[error("{0}")]
+    Proxy(#[from] wasmhub_proxy::RouteError),
+    #[error("reading the servers: {0}")]
+    Store(#[from] wasmhub_store::StoreError),
+}
+
 /// `check_routes` for servers; see the module documentation for what it leaves alone.
-pub(crate) async fn check_routes(hub: &Hub) -> Result<(), ApiError> {
+pub(crate) async fn check_routes(hub: &Hub) -> Result<(), RouteCheckError> {
     let started = Instant::now();
-    let routes = hub.routes().list().await.map_err(ApiError::internal)?;
+    let routes = hub.routes().list().await?;
     let by_key: std::collections::HashMap<&str, &Route> =
         routes.iter().map(|route| (route.key(), route.as_ref())).collect();
     let mut wanted = BTreeSet::new();
@@ -110,9 +134,7 @@ pub(crate) async fn check_routes(hub: &Hub) -> Result<(), ApiError> {
                 data.insert("server_name".into(), json!(server.name.as_str()));
                 data.insert("target".into(), json!(url));
                 data.insert("jupyterhub".into(), json!(true));
-                metrics::timed(metrics::proxy_add, hub, hub.routes().add(&path, data))
-                    .await
-                    .map_err(ApiError::internal)?;
+                metrics::timed(metrics::proxy_add, hub, hub.routes().add(&path, data)).await?;
             }
             // A pending server's route is about to come or go; its spawn or stop owns it.
             SpawnState::Requested | SpawnState::Starting | SpawnState::Stopping => {
@@ -124,9 +146,7 @@ pub(crate) async fn check_routes(hub: &Hub) -> Result<(), ApiError> {
     for route in &routes {
         if is_hub_route(&route) && route.data().contains_key("user") && !wanted.contains(route.key()) {
             tracing::warn!(route = route.key(), "deleting a stale route");
-            metrics::timed(metrics::proxy_delete, hub, hub.routes().remove(route.key()))
-                .await
-                .map_err(ApiError::internal)?;
+            metrics::timed(metrics::proxy_delete, hub, hub.routes().remove(route.key())).await?;
         }
     }
     hub.metrics().observe_check_routes(started.elapsed());
@@ -142,7 +162,7 @@ fn empty_ok() -> Response {
 
 pub(crate) async fn post_routes(State(hub): State<Hub>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_unfiltered(&["proxy"])?;
-    check_routes(&hub).await?;
+    check_routes(&hub).await.map_err(ApiError::internal)?;
     Ok(empty_ok())
 }
 
@@ -160,7 +180,7 @@ pub(crate) async fn patch_proxy(State(hub): State<Hub>, caller: Caller, body: By
         }
     }
     tracing::info!("PATCH /proxy: the proxy runs in this process, so there is nothing to re-point");
-    check_routes(&hub).await?;
+    check_routes(&hub).await.map_err(ApiError::internal)?;
     Ok(empty_ok())
 }
 
