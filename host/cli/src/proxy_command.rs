@@ -43,6 +43,10 @@ pub(crate) struct ProxyArgs {
     /// Default proxy target (proto://host[:port])
     #[arg(long, value_name = "HOST")]
     default_target: Option<String>,
+    /// Seconds a request for the default target (the hub) waits, retrying, while nothing accepts connections
+    /// there (a hub restart or upgrade), before answering 503; 0 answers at once as CHP does [wasmhub's own]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    default_target_hold: u64,
     /// Alternate server for handling proxy errors (proto://host[:port])
     #[arg(long, value_name = "HOST", conflicts_with = "error_path")]
     error_target: Option<String>,
@@ -270,6 +274,7 @@ fn config_from_args(args: &ProxyArgs) -> anyhow::Result<ProxyConfig> {
         drain_timeout: Duration::from_millis(args.drain_timeout),
         routes_file: (!args.no_persist_routes).then(|| args.routes_file.clone()),
         tls,
+        default_target_hold: Duration::from_secs(args.default_target_hold),
     })
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -26,6 +26,18 @@ use crate::{BoxError, Proxy, ProxyBody, full_body};
 pub(crate) struct ClientInfo {
     pub(crate) remote: SocketAddr,
     pub(crate) encrypted: bool,
+}
+
+/// How often a held request for the default target tries to connect again.
+const HOLD_RETRY: Duration = Duration::from_millis(100);
+
+/// The largest request body a held request keeps in order to send it again (login forms and API calls are far
+/// smaller); larger bodies stream through unheld, so bodies are never buffered beyond this.
+const HOLD_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Whether the request never reached the target because nothing accepted the connection.
+fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<hyper_util::client::legacy::Error>().is_some_and(hyper_util::client::legacy::Error::is_connect)
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -99,6 +111,21 @@ impl Proxy {
         *upstream_request.headers_mut() = self.upstream_headers(parts.headers, &client, websocket);
 
         let started = Instant::now();
+        let hold = self.shared.config.default_target_hold;
+        if !websocket && !hold.is_zero() && route.key() == "/" {
+            upstream_request = match self.send_holding(upstream_request, &route, hold).await {
+                Ok(response) => return self.finish_response(response, route, client_version, started),
+                Err(Some(request)) => request,
+                Err(None) => {
+                    tracing::error!(
+                        "503 {} {}: the hub did not come back within {hold:?}",
+                        method,
+                        original_uri.path()
+                    );
+                    return self.error_response(StatusCode::SERVICE_UNAVAILABLE, &original_uri, websocket).await;
+                }
+            };
+        }
         let sent = self.send_upstream(upstream_request, &route, websocket);
         let result = match self.shared.config.proxy_timeout {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
@@ -143,6 +170,87 @@ impl Proxy {
             body.map_err(BoxError::from).boxed_unsync()
         };
         Response::from_parts(parts, body)
+    }
+
+    /// A plain (not websocket) response from the target, made ready for the client as [`Self::handle_proxy`] does.
+    fn finish_response(
+        &self,
+        response: Response<ProxyBody>,
+        route: Arc<Route>,
+        client_version: http::Version,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let metrics = &self.shared.metrics;
+        metrics.request_duration.observe(started.elapsed().as_secs_f64());
+        metrics.requests_proxy.get_or_create(&StatusLabel { status: response.status().as_u16() }).inc();
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.version = client_version;
+        let body = if parts.status.as_u16() < 300 {
+            ActivityBody::successful_response(body, route).boxed_unsync()
+        } else {
+            body.map_err(BoxError::from).boxed_unsync()
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// Sends a request for the default target, and while nothing accepts connections there (the hub restarting),
+    /// tries again every [`HOLD_RETRY`] for up to `hold`. A request is resent only when it never reached the target,
+    /// and only a body small enough to keep ([`HOLD_BODY_LIMIT`], known from `Content-Length`) is kept for that;
+    /// anything else is handed back (`Err(Some)`) to go the usual way. `Err(None)`: the hold ran out.
+    async fn send_holding(
+        &self,
+        request: Request<ProxyBody>,
+        route: &Route,
+        hold: Duration,
+    ) -> Result<Response<ProxyBody>, Option<Request<ProxyBody>>> {
+        let length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+        let keepable = match length {
+            Some(length) => length <= HOLD_BODY_LIMIT,
+            None => !chunked,
+        };
+        if !keepable {
+            return Err(Some(request));
+        }
+        let (parts, body) = request.into_parts();
+        let Ok(collected) = body.collect().await else {
+            // The client went away mid-body; there is nobody to answer.
+            return Err(None);
+        };
+        let body = collected.to_bytes();
+        let deadline = Instant::now() + hold;
+        loop {
+            let mut attempt = Request::new(full_body(body.clone()));
+            *attempt.method_mut() = parts.method.clone();
+            *attempt.uri_mut() = parts.uri.clone();
+            *attempt.version_mut() = parts.version;
+            *attempt.headers_mut() = parts.headers.clone();
+            let sent = match self.shared.config.proxy_timeout {
+                Some(limit) => tokio::time::timeout(limit, self.send_upstream(attempt, route, false))
+                    .await
+                    .unwrap_or_else(|_| Err(UpstreamTimeout.into())),
+                None => self.send_upstream(attempt, route, false).await,
+            };
+            match sent {
+                Ok(response) => return Ok(response),
+                Err(error) if is_connect_error(&*error) && Instant::now() + HOLD_RETRY < deadline => {
+                    tracing::debug!(
+                        path = parts.uri.path(),
+                        "the default target is not accepting connections; holding"
+                    );
+                    tokio::time::sleep(HOLD_RETRY).await;
+                }
+                Err(error) => {
+                    tracing::error!(path = parts.uri.path(), error = %error_chain(&*error), "the default target failed");
+                    return Err(None);
+                }
+            }
+        }
     }
 
     /// Sends the request to the route's target: over a pooled connection, or to the in-process service when the
@@ -585,5 +693,55 @@ mod tests {
         assert!(is_websocket_upgrade(&request));
         let post = Request::post("/x").header(header::CONNECTION, "upgrade").header(header::UPGRADE, "websocket");
         assert!(!is_websocket_upgrade(&post.body(()).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn requests_for_a_restarting_default_target_wait_for_it_instead_of_failing() {
+        // A port nothing listens on yet: the hub is "restarting".
+        let reserved = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub_address = reserved.local_addr().unwrap();
+        drop(reserved);
+        let config = ProxyConfig {
+            default_target: Some(format!("http://{hub_address}")),
+            default_target_hold: Duration::from_secs(20),
+            ..ProxyConfig::default()
+        };
+        let proxy = Proxy::new(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
+        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let login = "POST /hub/login HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\nConnection: close\r\n\r\nname=a&b=";
+        let page = "GET /hub/home HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+        let waiting = tokio::spawn(async move { exchange(port, &[login, page]).await });
+        // The hub comes back half a second later, on the same address.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "the requests are held, not answered 503");
+        let listener = TcpListener::bind(hub_address).await.unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                    TokioIo::new(stream),
+                    hyper::service::service_fn(|request| async move { Ok::<_, Infallible>(echo(request).await) }),
+                ));
+            }
+        });
+        let answers = waiting.await.unwrap();
+        assert!(answers[0].starts_with("HTTP/1.1 200"), "{}", answers[0]);
+        assert!(answers[0].ends_with("name=a&b="), "the held body reaches the hub whole: {}", answers[0]);
+        assert!(answers[1].starts_with("HTTP/1.1 200") && answers[1].contains("GET /hub/home"), "{}", answers[1]);
+
+        // Without the hold, CHP's answer: 503 at once.
+        let config = ProxyConfig { default_target: Some("http://127.0.0.1:9".into()), ..ProxyConfig::default() };
+        let proxy = Proxy::new(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
+        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let answers = exchange(port, &[page]).await;
+        assert!(answers[0].starts_with("HTTP/1.1 503"), "{}", answers[0]);
     }
 }

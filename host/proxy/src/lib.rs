@@ -106,6 +106,10 @@ pub struct ProxyConfig {
     pub routes_file: Option<PathBuf>,
     /// `--ssl-key` and `--ssl-cert` for the proxy listener.
     pub tls: Option<TlsFiles>,
+    /// How long a request for the default target (the hub) waits, retrying, while nothing accepts connections
+    /// there, before the 503 CHP answers at once: a hub restart or upgrade then costs users a pause, not an error.
+    /// Zero answers at once, as CHP does.
+    pub default_target_hold: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -126,6 +130,7 @@ impl Default for ProxyConfig {
             drain_timeout: Duration::from_secs(30),
             routes_file: None,
             tls: None,
+            default_target_hold: Duration::ZERO,
         }
     }
 }
