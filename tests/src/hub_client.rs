@@ -149,6 +149,18 @@ pub async fn execute(
     kernel_id: &str,
     code: &str,
 ) -> Result<String> {
+    let mut socket = kernel_socket(hub, user, cookies, xsrf, kernel_id).await?;
+    run_code(&mut socket, user, code).await
+}
+
+/// A kernel's `channels` WebSocket through the proxy, opened with the browser's cookies.
+pub async fn kernel_socket(
+    hub: &RunningHub,
+    user: &str,
+    cookies: &str,
+    xsrf: &str,
+    kernel_id: &str,
+) -> Result<KernelSocket> {
     let session = format!("{:x}", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
     let url = format!(
         "ws://127.0.0.1:{}/user/{user}/api/kernels/{kernel_id}/channels?session_id={session}&_xsrf={xsrf}",
@@ -156,8 +168,22 @@ pub async fn execute(
     );
     let mut request = url.as_str().into_client_request()?;
     request.headers_mut().insert("Cookie", cookies.parse()?);
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.context("kernel WebSocket handshake")?;
-    let msg_id = format!("{session}-1");
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.context("kernel WebSocket handshake")?;
+    Ok(KernelSocket { socket, session, sent: 0 })
+}
+
+/// An open kernel WebSocket, which can run code more than once.
+pub struct KernelSocket {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    session: String,
+    sent: u32,
+}
+
+/// Runs `code` on an open kernel WebSocket and returns the text result.
+pub async fn run_code(kernel: &mut KernelSocket, user: &str, code: &str) -> Result<String> {
+    kernel.sent += 1;
+    let session = kernel.session.clone();
+    let msg_id = format!("{session}-{}", kernel.sent);
     let execute = json!({
         "header": { "msg_id": msg_id, "username": user, "session": session, "date": "2026-01-01T00:00:00.000Z",
                     "msg_type": "execute_request", "version": "5.3" },
@@ -165,6 +191,7 @@ pub async fn execute(
         "content": { "code": code, "silent": false, "store_history": false, "user_expressions": {},
                      "allow_stdin": false, "stop_on_error": true },
     });
+    let socket = &mut kernel.socket;
     socket.send(Message::Text(execute.to_string().into())).await?;
     while let Some(message) = socket.next().await {
         let Message::Text(text) = message? else { continue };

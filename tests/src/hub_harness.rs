@@ -143,9 +143,25 @@ wasmhub:
     }
 
     fn launch(&mut self) {
+        self.launch_binary(&wasmhub_bin());
+    }
+
+    /// Starts the hub again from `binary` (a copy of `wasmhub`, standing for an upgraded one), on the same folder,
+    /// config and ports.
+    pub fn restart_from(&mut self, binary: &Path) {
+        self.kill_hub();
+        self.launch_binary(binary);
+    }
+
+    /// Starts `wasmhub serve` from `binary` after a [`RunningHub::kill_hub`].
+    pub fn start_again_from(&mut self, binary: &Path) {
+        self.launch_binary(binary);
+    }
+
+    fn launch_binary(&mut self, binary: &Path) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("hub-{}.log", self.starts))).expect("hub log");
-        let mut command = Command::new(wasmhub_bin());
+        let mut command = Command::new(binary);
         command
             .args(["serve", "--config"])
             .arg(&self.config_path)

@@ -902,3 +902,30 @@ async fn forwarding_headers_count_only_from_a_trusted_proxy() {
     assert!(!secure_xsrf_cookie(Vec::new(), Some("192.0.2.7:5000")).await);
     assert!(secure_xsrf_cookie(vec!["192.0.2.7".parse().unwrap()], Some("192.0.2.7:5000")).await);
 }
+
+#[tokio::test]
+async fn a_start_asked_for_before_a_restart_is_carried_out_after_it() {
+    let hub = test_hub().await;
+    user_with_token(&hub.store, "dora", false, &["inherit"]).await;
+    let dora = UserName::parse("dora").unwrap();
+    // The old process recorded the request and died before beginning the spawn.
+    hub.store.create_server(&dora, &ServerName::default_server(), "{}").await.unwrap();
+    let requested = wasmhub_store::ServerUpdate { state: Some(SpawnState::Requested), ..Default::default() };
+    hub.store.update_server(&dora, &ServerName::default_server(), &requested).await.unwrap();
+
+    let report = hub.hub.adopt_servers().await.unwrap();
+    assert_eq!(report.resumed, vec!["dora".to_owned()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let server = hub.store.get_server(&dora, &ServerName::default_server()).await.unwrap();
+        if server.state == SpawnState::Running {
+            break;
+        }
+        assert!(server.state != SpawnState::Failed, "{server:?}");
+        assert!(std::time::Instant::now() < deadline, "dora's spawn did not complete: {server:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(hub.proxy.routes().table().get("/user/dora/").is_some());
+    let stopped = call(&hub.app, Method::DELETE, "/hub/api/users/dora/server", Some(&hub.admin_token), None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
+}

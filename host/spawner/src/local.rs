@@ -117,6 +117,30 @@ impl LocalProcessSpawner {
         LocalProcessSpawner { config, exited: Arc::default() }
     }
 
+    /// `state`, with the pid and start time of its process filled in when an earlier hub died between starting
+    /// it and recording them: the process group leader whose environment gives this server's address (its
+    /// `JUPYTERHUB_SERVICE_URL`, unique by port; kernels inherit it but lead no group of their own).
+    fn located(&self, mut state: LocalState) -> LocalState {
+        if state.pid.is_some() {
+            return state;
+        }
+        let needle = format!("JUPYTERHUB_SERVICE_URL=http://{}:{}/", self.config.ip, state.port);
+        let Ok(entries) = std::fs::read_dir("/proc") else { return state };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+            if process_group(pid) != Some(pid) {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            if environ.split(|byte| *byte == 0).any(|variable| variable.starts_with(needle.as_bytes())) {
+                state.pid = Some(pid);
+                state.start_time = process_start_time(pid).map(|(started, _)| started);
+                break;
+            }
+        }
+        state
+    }
+
     fn is_running(&self, state: &LocalState) -> PollStatus {
         let (Some(pid), Some(start_time)) = (state.pid, state.start_time) else {
             return PollStatus::Exited { code: None };
@@ -226,11 +250,21 @@ impl Spawner for LocalProcessSpawner {
     }
 
     async fn poll(&self, state: &SpawnerState) -> Result<PollStatus, SpawnError> {
-        Ok(self.is_running(&LocalState::parse(state)?))
+        Ok(self.is_running(&self.located(LocalState::parse(state)?)))
+    }
+
+    /// A server an earlier hub started but died before recording its pid: found by its address.
+    async fn resume(&self, prepared: &SpawnerState) -> Result<Option<Started>, SpawnError> {
+        let state = self.located(LocalState::parse(prepared)?);
+        if self.is_running(&state) != PollStatus::Running {
+            return Ok(None);
+        }
+        let url = format!("http://{}:{}", self.config.ip, state.port);
+        Ok(Some(Started { url, state: state.to_state() }))
     }
 
     async fn stop(&self, state: &SpawnerState) -> Result<(), SpawnError> {
-        let state = LocalState::parse(state)?;
+        let state = self.located(LocalState::parse(state)?);
         let Some(pid) = state.pid else { return Ok(()) };
         for (signal, patience) in
             [(Signal::SIGTERM, self.config.term_timeout), (Signal::SIGKILL, Duration::from_secs(5))]
@@ -253,6 +287,13 @@ impl Spawner for LocalProcessSpawner {
             PollStatus::Exited { .. } => Ok(()),
         }
     }
+}
+
+/// The process group of `pid` (field 5 of `/proc/<pid>/stat`).
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// The start time (field 22 of `/proc/<pid>/stat`) and whether the process is a zombie.
@@ -357,6 +398,25 @@ http.server.HTTPServer((url.hostname, url.port), http.server.SimpleHTTPRequestHa
         assert_eq!(second_hub.poll(&state).await.unwrap(), PollStatus::Running, "adopted after a restart");
         second_hub.stop(&state).await.unwrap();
         assert!(matches!(second_hub.poll(&state).await.unwrap(), PollStatus::Exited { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_server_whose_pid_was_never_recorded_is_found_by_its_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = request("erin");
+        let first_hub = spawner(dir.path(), SERVER);
+        let prepared = first_hub.prepare(&request).await.unwrap();
+        let started = first_hub.start(&request, &prepared).await.unwrap();
+        wait_until_answers(&started.url).await;
+        // A new hub that only has the prepared state (the old one died before storing the pid).
+        let second_hub = spawner(dir.path(), SERVER);
+        assert_eq!(second_hub.poll(&prepared).await.unwrap(), PollStatus::Running);
+        let resumed = second_hub.resume(&prepared).await.unwrap().expect("found");
+        assert_eq!(resumed.url, started.url);
+        assert_eq!(LocalState::parse(&resumed.state).unwrap(), LocalState::parse(&started.state).unwrap());
+        second_hub.stop(&prepared).await.unwrap();
+        assert!(matches!(second_hub.poll(&started.state).await.unwrap(), PollStatus::Exited { .. }));
+        assert!(second_hub.resume(&prepared).await.unwrap().is_none());
     }
 
     #[tokio::test]

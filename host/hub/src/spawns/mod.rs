@@ -24,7 +24,7 @@ use crate::Hub;
 use crate::metrics::SpawnStatus;
 use crate::urls::log_name;
 
-pub(crate) use lifecycle::{LifecycleError, remove_credentials, wait_up};
+pub(crate) use lifecycle::{LifecycleError, remove_credentials};
 pub use supervision::AdoptionReport;
 
 /// What a start request came to, when it did not fail.
@@ -250,4 +250,26 @@ pub(crate) async fn stop_for_delete(hub: &Hub, server: &Server) -> Result<(), St
 /// Picks up a spawn an earlier hub process left `Starting` (adoption after a restart).
 pub(crate) async fn resume(hub: &Hub, server: Server) -> Result<(), LifecycleError> {
     lifecycle::resume_spawn(hub.clone(), server).await
+}
+
+/// Carries out a spawn an earlier hub process was asked for (`Requested`, the request answered or not) but died
+/// before beginning: the profile is decided again from the stored options and the spawn runs as any spawn does, so
+/// a hub restart or upgrade loses no start a user asked for.
+pub(crate) async fn carry_out_requested(hub: &Hub, server: Server) -> Result<(), LifecycleError> {
+    let user = hub.store().get_user(&server.user).await?;
+    let options: Map<String, Value> = serde_json::from_str(&server.user_options).unwrap_or_default();
+    let profile = match profiles::resolve(hub, &user, &options).await {
+        Ok(profile) => profile,
+        Err(refused) => {
+            let update = ServerUpdate {
+                state: Some(SpawnState::Failed),
+                failure: Some(refused.clone()),
+                ..ServerUpdate::default()
+            };
+            hub.store().update_server(&server.user, &server.name, &update).await?;
+            return Err(LifecycleError::Spawner(wasmhub_spawner::SpawnError::Rejected(refused)));
+        }
+    };
+    hub.progress().begin(server.user.as_str(), server.name.as_str());
+    lifecycle::spawn_server(hub.clone(), server, profile).await
 }

@@ -16,7 +16,7 @@ use wasmhub_spawner::{PollStatus, SpawnerState};
 use wasmhub_store::{Server, ServerUpdate, StoreError};
 
 use crate::Hub;
-use crate::spawns::{remove_credentials, wait_up};
+use crate::spawns::remove_credentials;
 use crate::urls::route_path;
 
 /// What adoption did, for the log and for tests.
@@ -28,8 +28,9 @@ pub struct AdoptionReport {
     pub cleaned_up: Vec<String>,
     /// Routes removed because no running server owns them.
     pub stray_routes_removed: Vec<String>,
-    /// Spawns the old process left between `prepare` and the end of `start` whose server exists: they go on in
-    /// the background (`Spawner::resume`) and end `Running` or `Failed` like any spawn.
+    /// Spawns the old process left between `prepare` and the end of `start` whose server exists, and spawns it was
+    /// asked for but had not begun (`Requested`): they go on in the background (`Spawner::resume`, or the whole
+    /// spawn) and end `Running` or `Failed` like any spawn.
     pub resumed: Vec<String>,
     /// Servers the spawner had made that no record owns, now removed (`Spawner::collect_orphans`).
     pub orphans_collected: Vec<String>,
@@ -50,12 +51,15 @@ impl Hub {
         let mut report = AdoptionReport::default();
         let mut routed = BTreeSet::new();
         let mut to_resume = Vec::new();
+        let mut to_carry_out = Vec::new();
         for server in self.store().list_servers(None).await? {
             let name = log_name(&server);
             match server.state {
                 SpawnState::Stopped | SpawnState::Failed => continue,
-                // The old process died inside `spawner.start`: if what it began exists, the spawn goes on.
-                SpawnState::Starting if server.url.is_none() && !server.spawner_state.is_empty() => {
+                // The old process died during the spawn: if what it began exists, the spawn goes on in the background
+                // (waiting for it here would keep the hub from answering, and a starting server may be waiting for
+                // the hub's API to answer).
+                SpawnState::Starting if !server.spawner_state.is_empty() => {
                     let state = SpawnerState(server.spawner_state.clone());
                     if let Ok(PollStatus::Running) = self.spawner().poll(&state).await {
                         report.resumed.push(name);
@@ -65,11 +69,10 @@ impl Hub {
                         report.cleaned_up.push(name);
                     }
                 }
-                // Nothing was created for a request the old process never acted on.
+                // Nothing was created yet for a start the old process was asked for: it is carried out now.
                 SpawnState::Requested => {
-                    self.put_at_rest(&server, SpawnState::Failed, Some("the hub restarted before the spawn began"))
-                        .await;
-                    report.cleaned_up.push(name);
+                    report.resumed.push(name);
+                    to_carry_out.push(server);
                 }
                 SpawnState::Running | SpawnState::Starting => {
                     if self.confirm_alive(&server).await {
@@ -111,6 +114,15 @@ impl Hub {
                 }
             });
         }
+        for server in to_carry_out {
+            let name = log_name(&server);
+            let hub = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = crate::spawns::carry_out_requested(&hub, server).await {
+                    tracing::warn!(server = %name, %error, "a spawn asked for before the restart failed");
+                }
+            });
+        }
         tracing::info!(
             adopted = report.adopted.len(),
             cleaned_up = report.cleaned_up.len(),
@@ -148,10 +160,10 @@ impl Hub {
         }
     }
 
-    /// Whether a `Running` or `Starting` server is alive and answering; if so it ends `Running` with its route.
+    /// Whether a `Running` server is alive; if so it has its route. (A `Starting` one with spawner state is resumed
+    /// in the background instead; one without never got past `spawner.prepare`, and nothing of it runs.)
     async fn confirm_alive(&self, server: &Server) -> bool {
         let (Some(url), false) = (&server.url, server.spawner_state.is_empty()) else {
-            // A `Starting` record without a URL never got past `spawner.start`; whatever it made is stopped.
             return false;
         };
         let state = SpawnerState(server.spawner_state.clone());
@@ -163,21 +175,7 @@ impl Hub {
                 return false;
             }
         }
-        let prefix = crate::urls::server_prefix(&self.config().base_url, server.user.as_str(), server.name.as_str());
-        if server.state == SpawnState::Starting && wait_up(self, &format!("{url}{prefix}api"), &state).await.is_err() {
-            return false;
-        }
-        if self.add_route(server, url).await.is_err() {
-            return false;
-        }
-        if server.state == SpawnState::Starting {
-            let running = ServerUpdate { state: Some(SpawnState::Running), ..ServerUpdate::default() };
-            if let Err(error) = self.store().update_server(&server.user, &server.name, &running).await {
-                tracing::warn!(server = %log_name(server), %error, "marking an adopted server running");
-                return false;
-            }
-        }
-        true
+        self.add_route(server, url).await.is_ok()
     }
 
     /// The proxy's routes, or none when the proxy cannot list them now (logged; the next pass tries again).

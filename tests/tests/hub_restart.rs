@@ -1,0 +1,164 @@
+//! Hub restarts nobody notices (issue 14, point 2): with the proxy in its own process (`wasmhub proxy`, holding
+//! requests for the hub while it is away), the hub is killed with SIGKILL and started again from another copy of
+//! the binary, standing for an upgrade. Counted, not timed: a client loop of 200 logins, API calls and page loads
+//! across the gap has no failure; alice's kernel WebSocket is the same connection and still computes `1+1`; and
+//! bob's spawn, in flight when the hub died, completes.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, kernel_socket, run_code, use_jupyterlab};
+use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
+use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy, TOKEN};
+use wasmhub_system_tests::{free_port, wasmhub_bin};
+
+/// One request of the client loop; `Err` is a failure a user would see.
+async fn one_request(index: usize, public: &str, client: &reqwest::Client, page_cookies: &str) -> Result<()> {
+    let status = match index % 3 {
+        // A login: the form for its XSRF cookie, then the post, which sends the browser on to `next`.
+        0 => {
+            let form = client.get(format!("{public}/hub/login")).send().await?;
+            ensure!(form.status() == 200, "GET /hub/login: {}", form.status());
+            let xsrf = form
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .find_map(|cookie| cookie.strip_prefix("_xsrf=")?.split(';').next().map(str::to_owned))
+                .context("no _xsrf cookie")?;
+            let login = client
+                .post(format!("{public}/hub/login?next=%2Fhub%2Fhome"))
+                .header("Cookie", format!("_xsrf={xsrf}"))
+                .form(&[("username", "carol"), ("password", PASSWORD), ("_xsrf", &xsrf)])
+                .send()
+                .await?;
+            ensure!(login.headers().contains_key("set-cookie"), "a login without cookies: {}", login.status());
+            login.status()
+        }
+        1 => {
+            let api = client
+                .get(format!("{public}/hub/api/users/alice"))
+                .header("Authorization", format!("token {ADMIN_TOKEN}"));
+            api.send().await?.status()
+        }
+        _ => client.get(format!("{public}/hub/home")).header("Cookie", page_cookies).send().await?.status(),
+    };
+    ensure!(status.is_success() || status.is_redirection(), "request {index} answered {status}");
+    Ok(())
+}
+
+/// Waits until `user`'s default server is ready.
+async fn wait_ready(hub: &RunningHub, user: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, model) = admin_api(hub, reqwest::Method::GET, &format!("/users/{user}")).await?;
+        if model["servers"][""]["ready"] == Value::Bool(true) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{user}'s server is not ready: {model}\n{}\n--- server log\n{}",
+            hub.log_tail(),
+            hub.server_log(user)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_killed_and_upgraded_behind_its_own_proxy_goes_unnoticed() -> Result<()> {
+    let hub_port = free_port();
+    let proxy =
+        RunningProxy::start(ProxyKind::Wasmhub, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
+    let mut hub = RunningHub::start(HubOptions {
+        ports: Some((proxy.proxy_addr().port(), hub_port, proxy.api_addr().port())),
+        hub_config: format!(
+            "    DummyAuthenticator:\n      password: {PASSWORD}\n    ConfigurableHTTPProxy:\n      should_start: false\n      \
+             api_url: \"{}\"\n      check_running_interval: 1\n",
+            proxy.api_url()
+        ),
+        top_level: format!("proxy:\n  secretToken: \"{TOKEN}\"\nsingleuser:\n  defaultUrl: /lab\n"),
+        ..HubOptions::default()
+    });
+    let public = hub.public_url();
+
+    // alice in JupyterLab with a kernel WebSocket open through the proxy.
+    let alice = Browser::new(&hub);
+    alice.log_in("alice").await?;
+    wait_ready(&hub, "alice").await?;
+    use_jupyterlab(&hub, &alice, "alice", &hub.server_log("alice")).await?;
+    let server_xsrf = alice.cookie("/user/alice/", "_xsrf").context("the server's _xsrf cookie")?;
+    let kernel: Value = alice
+        .client
+        .post(format!("{public}/user/alice/api/kernels"))
+        .header("X-XSRFToken", &server_xsrf)
+        .json(&json!({ "name": "python3" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let kernel_id = kernel["id"].as_str().context("kernel id")?.to_owned();
+    let cookies = alice.cookie_header("/user/alice/api/");
+    let mut socket = kernel_socket(&hub, "alice", &cookies, &server_xsrf, &kernel_id).await?;
+    ensure!(run_code(&mut socket, "alice", "1+1").await? == "2", "1+1 before the restart");
+    let page_cookies = alice.cookie_header("/hub/");
+
+    // bob's spawn is in flight (its record says so) when the hub dies.
+    let (status, body) = admin_api(&hub, reqwest::Method::POST, "/users/bob").await?;
+    ensure!(status == 201, "creating bob: {status} {body}");
+    let spawn = {
+        let url = format!("{}/users/bob/server", hub.api_url());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let _ = client.post(url).header("Authorization", format!("token {ADMIN_TOKEN}")).send().await;
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, model) = admin_api(&hub, reqwest::Method::GET, "/users/bob").await?;
+        if model["servers"][""]["pending"] == "spawn" {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "bob's spawn never showed as pending: {model}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The upgrade: the hub is killed, and a copy of the binary starts a moment later while clients keep going.
+    let copy = tempfile::tempdir()?;
+    let upgraded = copy.path().join("wasmhub-upgraded");
+    std::fs::copy(wasmhub_bin(), &upgraded)?;
+    hub.kill_hub();
+    let client_loop = {
+        let (public, page_cookies) = (public.clone(), page_cookies.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client");
+            let mut failures = Vec::new();
+            for index in 0..200 {
+                if let Err(error) = one_request(index, &public, &client, &page_cookies).await {
+                    failures.push(format!("{index}: {error:#}"));
+                }
+            }
+            failures
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut hub = tokio::task::spawn_blocking(move || {
+        hub.start_again_from(&upgraded);
+        hub
+    })
+    .await?;
+    let failures = client_loop.await?;
+    ensure!(failures.is_empty(), "{} of 200 requests failed across the restart: {failures:#?}", failures.len());
+
+    // The same WebSocket still computes, and bob's spawn finished.
+    ensure!(run_code(&mut socket, "alice", "1+1").await? == "2", "1+1 on the same WebSocket after the restart");
+    wait_ready(&hub, "bob").await.context("bob's spawn, in flight when the hub died")?;
+    spawn.abort();
+    hub.check_alive().map_err(anyhow::Error::msg)?;
+    Ok(())
+}
