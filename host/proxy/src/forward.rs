@@ -35,9 +35,38 @@ const HOLD_RETRY: Duration = Duration::from_millis(100);
 /// smaller); larger bodies stream through unheld, so bodies are never buffered beyond this.
 const HOLD_BODY_LIMIT: u64 = 64 * 1024;
 
-/// Whether the request never reached the target because nothing accepted the connection.
-fn is_connect_error(error: &(dyn std::error::Error + 'static)) -> bool {
-    error.downcast_ref::<hyper_util::client::legacy::Error>().is_some_and(hyper_util::client::legacy::Error::is_connect)
+/// Whether a held request may be sent again: it never reached the target (nothing accepted the connection), or
+/// its method is idempotent and the connection died before an answer (the hub killed mid-request), which HTTP
+/// allows a client to retry.
+fn retryable(error: &(dyn std::error::Error + 'static), method: &http::Method) -> bool {
+    let connect = error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect);
+    if connect {
+        return true;
+    }
+    if !method.is_idempotent() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|error| error.is_incomplete_message() || error.is_canceled())
+            || current.downcast_ref::<std::io::Error>().is_some_and(|error| {
+                matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                )
+            })
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -196,7 +225,7 @@ impl Proxy {
 
     /// Sends a request for the default target, and while nothing accepts connections there (the hub restarting),
     /// tries again every [`HOLD_RETRY`] for up to `hold`. A request is resent only when it never reached the target,
-    /// and only a body small enough to keep ([`HOLD_BODY_LIMIT`], known from `Content-Length`) is kept for that;
+    /// or when its method is idempotent and the connection died before an answer, and only a body small enough to keep ([`HOLD_BODY_LIMIT`], known from `Content-Length`) is kept for that;
     /// anything else is handed back (`Err(Some)`) to go the usual way. `Err(None)`: the hold ran out.
     async fn send_holding(
         &self,
@@ -238,7 +267,7 @@ impl Proxy {
             };
             match sent {
                 Ok(response) => return Ok(response),
-                Err(error) if is_connect_error(&*error) && Instant::now() + HOLD_RETRY < deadline => {
+                Err(error) if retryable(&*error, &parts.method) && Instant::now() + HOLD_RETRY < deadline => {
                     tracing::debug!(
                         path = parts.uri.path(),
                         "the default target is not accepting connections; holding"
@@ -743,5 +772,44 @@ mod tests {
         tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
         let answers = exchange(port, &[page]).await;
         assert!(answers[0].starts_with("HTTP/1.1 503"), "{}", answers[0]);
+    }
+
+    #[tokio::test]
+    async fn a_held_get_is_sent_again_when_the_hub_dies_mid_request_but_a_post_is_not() {
+        // The "hub" reads each POST and the first GET and dies without answering (it may have acted on them); it
+        // answers the GET sent again.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub_address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut first_get = true;
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let mut head = [0u8; 4096];
+                let read = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await.unwrap_or(0);
+                let is_get = head[..read].starts_with(b"GET");
+                if !is_get || std::mem::take(&mut first_get) {
+                    continue;
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                let _ = stream.write_all(answer).await;
+            }
+        });
+        let config = ProxyConfig {
+            default_target: Some(format!("http://{hub_address}")),
+            default_target_hold: Duration::from_secs(10),
+            ..ProxyConfig::default()
+        };
+        let proxy = Proxy::new(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
+        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let page = "GET /hub/home HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+        let answers = exchange(port, &[page]).await;
+        assert!(answers[0].starts_with("HTTP/1.1 200"), "an idempotent request is sent again: {}", answers[0]);
+        let login = "POST /hub/login HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b";
+        let answers = exchange(port, &[login]).await;
+        assert!(answers[0].starts_with("HTTP/1.1 503"), "a POST the hub may have seen is not: {}", answers[0]);
     }
 }
