@@ -33,7 +33,7 @@ impl Browser {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");
-        Browser { client, jar, base: hub.public_url() }
+        Browser { client, jar, base: hub.prefixed_url() }
     }
 
     /// A cookie the browser would send to `path`.
@@ -106,7 +106,9 @@ pub async fn use_jupyterlab(hub: &RunningHub, browser: &Browser, user: &str, ser
     let lab_status = lab.status();
     let lab_page = lab.text().await?;
     ensure!(
-        lab_status == 200 && lab_url == format!("/user/{user}/lab") && lab_page.contains("jupyter-config-data"),
+        lab_status == 200
+            && lab_url == format!("{}/user/{user}/lab", hub.base_path())
+            && lab_page.contains("jupyter-config-data"),
         "opening JupyterLab ended at {lab_url} with {lab_status}:\n{}\nserver log:\n{server_log}",
         &lab_page[..lab_page.len().min(600)],
     );
@@ -163,8 +165,9 @@ pub async fn kernel_socket(
 ) -> Result<KernelSocket> {
     let session = format!("{:x}", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
     let url = format!(
-        "ws://127.0.0.1:{}/user/{user}/api/kernels/{kernel_id}/channels?session_id={session}&_xsrf={xsrf}",
-        hub.public_port
+        "ws://127.0.0.1:{}{}/user/{user}/api/kernels/{kernel_id}/channels?session_id={session}&_xsrf={xsrf}",
+        hub.public_port,
+        hub.base_path()
     );
     let mut request = url.as_str().into_client_request()?;
     request.headers_mut().insert("Cookie", cookies.parse()?);

@@ -29,6 +29,8 @@ pub struct RunningHub {
     pub proxy_api_port: u16,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// `hub.baseUrl` without its trailing slash, or empty.
+    base_path: String,
     hub_env: Vec<(String, String)>,
     starts: u32,
     child: Option<ChildGuard>,
@@ -56,6 +58,8 @@ pub struct HubOptions {
     pub subdomain_domain: Option<&'static str>,
     /// The public, hub and proxy API ports, when a test runs the proxy itself (`should_start: false`).
     pub ports: Option<(u16, u16, u16)>,
+    /// `hub.baseUrl` without its trailing slash (`/jhub`); none serves at the root.
+    pub base_url: Option<&'static str>,
 }
 
 /// Whose accounts servers run as, as `wasmhub.local` keys. As root (CI), as wasmhub runs in production: each
@@ -92,6 +96,7 @@ impl RunningHub {
       apiToken: "{ADMIN_TOKEN}"
       admin: true
 {services}
+{base_url}
 {hub_extra}
   config:
     JupyterHub:
@@ -121,6 +126,7 @@ wasmhub:
             logs = path_str(&dir.path().join("logs")),
             top_level = options.top_level,
             wasmhub_extra = options.wasmhub_extra,
+            base_url = options.base_url.map(|base| format!("  baseUrl: \"{base}/\"")).unwrap_or_default(),
             subdomain_host = options
                 .subdomain_domain
                 .map(|domain| format!("      subdomain_host: \"http://{domain}:{public_port}\""))
@@ -135,6 +141,7 @@ wasmhub:
             dir,
             config_path,
             hub_env: options.hub_env,
+            base_path: options.base_url.unwrap_or_default().to_owned(),
             starts: 0,
             child: None,
         };
@@ -173,7 +180,7 @@ wasmhub:
             .stderr(log);
         self.child = Some(ChildGuard::spawn("wasmhub serve", command));
         let deadline = Instant::now() + Duration::from_secs(60);
-        let url = format!("{}/hub/api/", self.public_url());
+        let url = format!("{}/hub/api/", self.prefixed_url());
         loop {
             if let Some(status) = self.child.as_mut().and_then(|child| child.child.try_wait().ok().flatten()) {
                 panic!("wasmhub serve exited with {status}:\n{}", self.log_tail());
@@ -194,9 +201,19 @@ wasmhub:
         format!("http://127.0.0.1:{}", self.public_port)
     }
 
+    /// The public URL with `hub.baseUrl` (no trailing slash): where `/hub/...` and `/user/...` paths go.
+    pub fn prefixed_url(&self) -> String {
+        format!("{}{}", self.public_url(), self.base_path)
+    }
+
+    /// `hub.baseUrl` without its trailing slash (`/jhub`), or empty.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
     /// The REST API through the proxy.
     pub fn api_url(&self) -> String {
-        format!("{}/hub/api", self.public_url())
+        format!("{}/hub/api", self.prefixed_url())
     }
 
     /// SIGKILL to the hub process alone: its servers keep running, as after a crash.

@@ -113,3 +113,43 @@ async fn a_browser_reaches_jupyterlab_with_a_jupyterhub_5_server() -> Result<()>
 async fn a_browser_reaches_jupyterlab_with_a_jupyterhub_6_server() -> Result<()> {
     browser_session_reaches_jupyterlab("jh6").await
 }
+
+/// `hub.baseUrl: /jhub/` (issue 14, point 5): login, spawn, JupyterLab with a kernel computing `1+1`, and logout,
+/// all under the prefix with the real `jupyterhub-singleuser`; nothing of the hub answers outside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn everything_works_under_a_base_url() -> Result<()> {
+    let mut hub = RunningHub::start(HubOptions {
+        hub_config: format!("    DummyAuthenticator:\n      password: {PASSWORD}\n"),
+        base_url: Some("/jhub"),
+        ..HubOptions::default()
+    });
+    let alice = Browser::new(&hub);
+    alice.log_in("alice").await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        hub.check_alive().map_err(anyhow::Error::msg)?;
+        let (_, model) = alice.hub_api(reqwest::Method::GET, "/user").await?;
+        if model["servers"][""]["ready"] == json!(true) {
+            ensure!(model["servers"][""]["url"] == "/jhub/user/alice/", "the server's URL: {model}");
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("alice's server is not ready after 120 s: {model}\n{}\n{}", hub.log_tail(), hub.server_log("alice"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    use_jupyterlab(&hub, &alice, "alice", &hub.server_log("alice")).await?;
+
+    let outside = reqwest::get(format!("{}/hub/api/", hub.public_url())).await?;
+    ensure!(outside.status() == 404, "/hub/api/ outside the prefix answered {}", outside.status());
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let root = client.get(format!("{}/", hub.public_url())).send().await?;
+    ensure!(root.headers().get("location").is_some_and(|location| location == "/jhub/"), "/ leads to the prefix");
+
+    let logout = alice.client.get(format!("{}/hub/logout", alice.base)).send().await?;
+    ensure!(logout.url().path() == "/jhub/hub/login", "logout ends at the login page: {}", logout.url());
+    ensure!(alice.cookie("/hub/", "jupyterhub-hub-login").is_none(), "the login cookie is gone after logout");
+    let (status, _) = alice.hub_api(reqwest::Method::GET, "/user").await?;
+    ensure!(status == 403, "after logout the API answers {status}");
+    Ok(())
+}

@@ -346,7 +346,7 @@ impl Hub {
 
 /// The hub's HTTP app: `/hub/api/...`, the pages, `/hub/health` and `/hub/metrics`.
 pub fn router(hub: Hub) -> Router {
-    Router::new()
+    let routes = Router::new()
         // Nesting serves `/hub/api`; single-user servers probe it and the culler probes `/hub/api/`.
         .route("/hub/api/", get(api::version))
         .route("/hub/health", get(api::health))
@@ -357,7 +357,12 @@ pub fn router(hub: Hub) -> Router {
         .route("/hub/static/{*file}", get(pages::templates::serve_static))
         .fallback(outside_hub)
         // Last, so it covers every route: tells the request metrics (and the OpenAPI test) which route answered.
-        .route_layer(middleware::from_fn(metrics::tag_route))
+        .route_layer(middleware::from_fn(metrics::tag_route));
+    // Under `hub.baseUrl` (`/jhub/`) everything is served below the prefix, as JupyterHub's handlers are; the bare
+    // root leads there, and nothing else outside it is the hub's.
+    let base = hub.config().base_url.trim_end_matches('/').to_owned();
+    let routes = if base.is_empty() { routes } else { Router::new().nest(&base, routes).fallback(outside_base_url) };
+    routes
         .layer(middleware::from_fn_with_state(hub.clone(), pages::render::render_error_pages))
         .layer(middleware::from_fn_with_state(hub.clone(), hub_on_its_own_host))
         .layer(middleware::from_fn_with_state(hub.clone(), forget_untrusted_forwarding))
@@ -387,13 +392,14 @@ pub async fn serve(
 
 /// JupyterHub's `PrefixRedirectHandler`: a request outside `/hub/` reached the hub because the proxy has no route
 /// for it (a stopped server's `/user/alice/...`), so it is sent to the same path under `/hub/`, where
-/// `/hub/user/...` answers with the "not running" page or starts the server.
-async fn outside_hub(uri: axum::extract::OriginalUri) -> Response {
-    let path = uri.path();
-    if path == "/hub" || path.starts_with("/hub/") {
+/// `/hub/user/...` answers with the "not running" page or starts the server (all below `hub.baseUrl`).
+async fn outside_hub(State(hub): State<Hub>, uri: axum::extract::OriginalUri) -> Response {
+    let base_url = &hub.config().base_url;
+    let path = uri.path().strip_prefix(base_url.as_str()).map(|rest| format!("/{rest}")).unwrap_or_default();
+    if path.is_empty() || path == "/hub" || path.starts_with("/hub/") {
         return ApiError::not_found().into_response();
     }
-    let mut location = format!("/hub{path}");
+    let mut location = format!("{base_url}hub{path}");
     if let Some(query) = uri.query() {
         location.push('?');
         location.push_str(query);
@@ -401,6 +407,20 @@ async fn outside_hub(uri: axum::extract::OriginalUri) -> Response {
     match HeaderValue::from_str(&location) {
         Ok(value) => (StatusCode::FOUND, [(header::LOCATION, value)]).into_response(),
         Err(_) => ApiError::not_found().into_response(),
+    }
+}
+
+/// Outside `hub.baseUrl`: the bare root (and the prefix without its slash) leads to the prefix; nothing else here
+/// is the hub's.
+async fn outside_base_url(State(hub): State<Hub>, uri: axum::extract::OriginalUri) -> Response {
+    let base_url = &hub.config().base_url;
+    if uri.path() == "/" || uri.path() == base_url.trim_end_matches('/') {
+        match HeaderValue::from_str(base_url) {
+            Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+            Err(_) => ApiError::not_found().into_response(),
+        }
+    } else {
+        ApiError::not_found().into_response()
     }
 }
 

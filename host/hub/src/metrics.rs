@@ -296,12 +296,16 @@ pub(crate) async fn tag_route(request: Request, next: Next) -> Response {
 pub(crate) async fn record_requests(State(hub): State<Hub>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let under_api = request.uri().path().starts_with("/hub/api");
+    let base = hub.config().base_url.trim_end_matches('/').to_owned();
+    let under_api = request.uri().path().strip_prefix(base.as_str()).is_some_and(|path| path.starts_with("/hub/api"));
     let response = next.run(request).await;
     let handler = match response.extensions().get::<MatchedRoute>() {
-        Some(MatchedRoute(route)) => crate::openapi::jupyterhub_handler(method.as_str(), route)
-            .map(str::to_owned)
-            .unwrap_or_else(|| route.clone()),
+        // A nested router reports the matched route with `hub.baseUrl` in front; JupyterHub's labels have none.
+        Some(MatchedRoute(route)) => {
+            crate::openapi::jupyterhub_handler(method.as_str(), route.strip_prefix(base.as_str()).unwrap_or(route))
+                .map(str::to_owned)
+                .unwrap_or_else(|| route.clone())
+        }
         None if under_api => "jupyterhub.apihandlers.base.API404".to_owned(),
         None => "jupyterhub.handlers.base.Template404".to_owned(),
     };
