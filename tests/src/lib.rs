@@ -151,3 +151,28 @@ pub fn artifacts_dir(sub: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
     dir
 }
+
+/// A self-signed certificate for 127.0.0.1 made with the openssl command line.
+pub fn make_certificate(dir: &std::path::Path, name: &str) -> (String, String) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={name}"))
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed to make test certificates (apt-get install openssl)");
+    assert!(status.status.success(), "openssl failed: {}", String::from_utf8_lossy(&status.stderr));
+    (key.display().to_string(), cert.display().to_string())
+}
+
+/// `curl -k -v` against the proxy: the response body and the certificate subject it saw.
+pub fn curl_https(url: &str) -> (String, String) {
+    let output = Command::new("curl").args(["-sk", "-v", "--max-time", "10", url]).output().expect("curl");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let subject = stderr.lines().find(|line| line.contains("subject:")).unwrap_or_default().to_owned();
+    (String::from_utf8_lossy(&output.stdout).into_owned(), subject)
+}

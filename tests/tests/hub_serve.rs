@@ -163,3 +163,74 @@ async fn the_real_idle_culler_stops_an_idle_server() -> Result<()> {
     ensure!(!server_answers(&hub, "alice").await?, "alice's route is still there after the cull");
     Ok(())
 }
+
+/// `proxy.https` in `wasmhub serve` (issue 14, point 4): `type: secret` serves the files mounted at
+/// `wasmhub.tlsSecretDir`, reads them again when they change (a broken one leaves the previous certificate in use),
+/// and `wasmhub.listen.proxyHttp` redirects plain HTTP to HTTPS as z2jh's port 80 does.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_from_a_mounted_secret_is_served_reloaded_and_redirected_to() -> Result<()> {
+    use wasmhub_system_tests::{ChildGuard, curl_https, free_port, make_certificate, wasmhub_bin};
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("secret");
+    std::fs::create_dir_all(&secret)?;
+    let (key, cert) = make_certificate(dir.path(), "first");
+    std::fs::copy(&key, secret.join("tls.key"))?;
+    std::fs::copy(&cert, secret.join("tls.crt"))?;
+    let (https_port, http_port, api_port, hub_port) = (free_port(), free_port(), free_port(), free_port());
+    let config = format!(
+        "hub:\n  db:\n    url: \"sqlite://{db}\"\nproxy:\n  https:\n    enabled: true\n    type: secret\n    secret:\n      name: \
+         hub-tls\nwasmhub:\n  spawner: noop\n  noop:\n    url: http://127.0.0.1:9\n  tlsSecretDir: \"{secret}\"\n  listen:\n    \
+         proxy: \"127.0.0.1:{https_port}\"\n    proxyHttp: \"127.0.0.1:{http_port}\"\n    proxyApi: \"127.0.0.1:{api_port}\"\n    \
+         hub: \"127.0.0.1:{hub_port}\"\n",
+        db = dir.path().join("hub.sqlite").display(),
+        secret = secret.display(),
+    );
+    let config_path = dir.path().join("wasmhub.yaml");
+    std::fs::write(&config_path, config)?;
+    let mut command = std::process::Command::new(wasmhub_bin());
+    command.args(["serve", "--config"]).arg(&config_path).current_dir(dir.path());
+    let log = std::fs::File::create(dir.path().join("hub.log"))?;
+    command.stdout(log.try_clone()?).stderr(log);
+    let _hub = ChildGuard::spawn("wasmhub serve", command);
+    let log_tail = || std::fs::read_to_string(dir.path().join("hub.log")).unwrap_or_default();
+
+    let url = format!("https://127.0.0.1:{https_port}/hub/api/");
+    let served = |expected: &'static str| {
+        let url = url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let url = url.clone();
+                let (body, subject) = tokio::task::spawn_blocking(move || curl_https(&url)).await.expect("curl");
+                if subject.contains(expected) && body.contains("version") {
+                    return true;
+                }
+                if Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    ensure!(served("CN=first").await, "the mounted certificate is not served over HTTPS:\n{}", log_tail());
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let redirected = plain.get(format!("http://127.0.0.1:{http_port}/hub/login?next=x")).send().await?;
+    let location = redirected.headers().get("location").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    ensure!(
+        redirected.status().is_redirection() && location == format!("https://127.0.0.1:{https_port}/hub/login?next=x"),
+        "plain HTTP is redirected to HTTPS: {} {location}",
+        redirected.status()
+    );
+
+    // The secret is updated (as Kubernetes does, by replacing the files): the new certificate is served.
+    let (key, cert) = make_certificate(dir.path(), "second");
+    std::fs::copy(&key, secret.join("tls.key"))?;
+    std::fs::copy(&cert, secret.join("tls.crt"))?;
+    ensure!(served("CN=second").await, "the changed secret was not picked up:\n{}", log_tail());
+    // A broken certificate leaves the previous one in use, and says so.
+    std::fs::write(secret.join("tls.crt"), "not a certificate")?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ensure!(served("CN=second").await, "a broken certificate replaced a working one");
+    ensure!(log_tail().contains("the previous certificate stays in use"), "the failed reload is not logged");
+    Ok(())
+}

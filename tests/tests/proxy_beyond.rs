@@ -13,6 +13,7 @@ use hyper::body::Frame;
 use serde_json::json;
 use wasmhub_system_tests::backend::{Backend, PatternCheck, UploadReport, pattern};
 use wasmhub_system_tests::proxy_harness::{ApiAuth, BoxError, ProxyKind, RunningProxy, full_body, poll_until, send};
+use wasmhub_system_tests::{curl_https, make_certificate};
 use wasmhub_system_tests::{free_port, wasmhub_bin};
 
 const WASMHUB: ProxyKind = ProxyKind::Wasmhub;
@@ -298,31 +299,6 @@ fn bad_flags_are_clear_errors() {
     let port = taken.local_addr().unwrap().port().to_string();
     let message = run(&["--ip", "127.0.0.1", "--port", &port, "--no-persist-routes"]);
     assert!(message.contains("--ip/--port") && message.contains("in use"), "{message}");
-}
-
-/// A self-signed certificate for 127.0.0.1 made with the openssl command line.
-fn make_certificate(dir: &std::path::Path, name: &str) -> (String, String) {
-    let key = dir.join(format!("{name}.key"));
-    let cert = dir.join(format!("{name}.crt"));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
-        .arg(format!("/CN={name}"))
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed to make test certificates (apt-get install openssl)");
-    assert!(status.status.success(), "openssl failed: {}", String::from_utf8_lossy(&status.stderr));
-    (key.display().to_string(), cert.display().to_string())
-}
-
-/// `curl -k -v` against the proxy: the response body and the certificate subject it saw.
-fn curl_https(url: &str) -> (String, String) {
-    let output = Command::new("curl").args(["-sk", "-v", "--max-time", "10", url]).output().expect("curl");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let subject = stderr.lines().find(|line| line.contains("subject:")).unwrap_or_default().to_owned();
-    (String::from_utf8_lossy(&output.stdout).into_owned(), subject)
 }
 
 #[tokio::test]

@@ -15,13 +15,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
-use wasmhub_config::{AuthenticatorClass, Config, DbType, SpawnerKind};
+use wasmhub_config::{AuthenticatorClass, Config, DbType, HttpsType, SpawnerKind};
 use wasmhub_hub::{AuthSettings, Authenticator, DummyAuthenticator, Hub, SharedPasswordAuthenticator};
 use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
 use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
 use wasmhub_proxy::server::Listeners;
-use wasmhub_proxy::{LocalService, Proxy, ProxyConfig, RemoteRoutes};
+use wasmhub_proxy::{LocalService, Proxy, ProxyConfig, RemoteRoutes, TlsFiles};
 use wasmhub_spawner::{LocalProcessSpawner, LocalSpawnerConfig, NoopSpawner, Spawner};
 use wasmhub_store::{PostgresStore, SqliteStore, Store};
 
@@ -121,6 +121,11 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         return Ok(());
     };
     let public_address = proxy_listener.local_addr()?;
+    let tls = https_files(&config)?;
+    let redirect = match (&tls, &listen.proxy_http) {
+        (Some(_), Some(address)) => Some((bind("wasmhub.listen.proxyHttp", address).await?, public_address.port())),
+        _ => None,
+    };
     let proxy_token = config.proxy.secret_token.clone().unwrap_or_else(random_hex);
     let hub_target = format!("http://{}", connect_address(hub_address));
     let proxy = Proxy::new(ProxyConfig {
@@ -130,10 +135,14 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         error_target: config.proxy.chp.error_target.clone(),
         // With subdomains, servers' routes start with their user's host (CHP's `--host-routing`).
         host_routing: config.hub.config.jupyterhub.subdomain_host.is_some(),
+        tls: tls.as_ref().map(|(files, _)| files.clone()),
         ..ProxyConfig::default()
     })
     .await
-    .context("starting the built-in proxy")?;
+    .context("starting the built-in proxy (proxy.https)")?;
+    if let Some((files, true)) = &tls {
+        tokio::spawn(reload_when_changed(proxy.clone(), files.clone(), shutdown.clone()));
+    }
     let hub = Hub::new(hub_settings, store, spawner, Arc::new(proxy.clone()))
         .with_authenticator(authenticator(&config)?)
         .with_policy(policy);
@@ -163,10 +172,11 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             .map_err(|error| format!("serving the hub in process: {error}"))?;
         proxy_task = Some(tokio::spawn(wasmhub_proxy::server::run(
             proxy.clone(),
-            Listeners { proxy: proxy_listener, api: api_listener, metrics: None, redirect: None },
+            Listeners { proxy: proxy_listener, api: api_listener, metrics: None, redirect },
             shutdown.clone().cancelled_owned(),
         )));
-        tracing::info!(public = %public_address, hub = %hub_address, "wasmhub is up: open http://{public_address}/");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(public = %public_address, hub = %hub_address, "wasmhub is up: open {scheme}://{public_address}/");
         Ok(())
     };
     let drain_in_process = || async {
@@ -179,6 +189,70 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         let _ = proxy_task.await;
     }
     Ok(())
+}
+
+/// `proxy.https` for the built-in proxy: the certificate files, and whether to watch them for changes; none when
+/// HTTPS is off or ends before the hub (`offload`, where cookies are still `Secure`).
+fn https_files(config: &Config) -> anyhow::Result<Option<(TlsFiles, bool)>> {
+    let https = &config.proxy.https;
+    if !https.enabled {
+        return Ok(None);
+    }
+    match https.kind {
+        HttpsType::Offload => Ok(None),
+        HttpsType::Letsencrypt => {
+            bail!("proxy.https.type: letsencrypt is not supported; use secret, manual or offload")
+        }
+        HttpsType::Manual => {
+            let (Some(cert), Some(key)) = (&https.manual.cert, &https.manual.key) else {
+                bail!("proxy.https.manual.cert and .key are required with proxy.https.type: manual");
+            };
+            // Written where only the hub can read them (the hub's umask is 077).
+            let dir = std::env::temp_dir().join(format!("wasmhub-tls-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("proxy.https.manual: cannot create {}", dir.display()))?;
+            let files = TlsFiles { cert: dir.join("tls.crt"), key: dir.join("tls.key") };
+            std::fs::write(&files.cert, cert).context("proxy.https.manual.cert: cannot write it for the proxy")?;
+            std::fs::write(&files.key, key).context("proxy.https.manual.key: cannot write it for the proxy")?;
+            Ok(Some((files, false)))
+        }
+        HttpsType::Secret => {
+            let dir = &config.wasmhub.tls_secret_dir;
+            let files = TlsFiles { cert: dir.join(&https.secret.crt), key: dir.join(&https.secret.key) };
+            for (what, path) in [("crt", &files.cert), ("key", &files.key)] {
+                if !path.is_file() {
+                    bail!(
+                        "proxy.https.secret.{what}: {} is missing; mount the TLS secret at wasmhub.tlsSecretDir",
+                        path.display()
+                    );
+                }
+            }
+            Ok(Some((files, true)))
+        }
+    }
+}
+
+/// Reads the certificate again whenever its files change (a Kubernetes secret is updated by swapping a symlink, so
+/// the files' modification times are compared, following links); a certificate that cannot be read leaves the
+/// previous one in use and says so.
+async fn reload_when_changed(proxy: Proxy, files: TlsFiles, shutdown: CancellationToken) {
+    let stamp =
+        || [&files.cert, &files.key].map(|path| std::fs::metadata(path).and_then(|metadata| metadata.modified()).ok());
+    let mut seen = stamp();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let now = stamp();
+        if now != seen {
+            seen = now;
+            match proxy.reload_tls() {
+                Ok(()) => tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded"),
+                Err(error) => tracing::error!(%error, "TLS reload failed; the previous certificate stays in use"),
+            }
+        }
+    }
 }
 
 /// `JupyterHub.bind_url`'s host and port as the built-in proxy's public address (`http://0.0.0.0:8000` is

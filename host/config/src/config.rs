@@ -174,6 +174,10 @@ section! {
         kubernetes("kubernetes"): Kubernetes = Kubernetes::default(),
         /// Login throttling for the password form: failures per user name and per client address.
         login_throttle("loginThrottle"): LoginThrottle = LoginThrottle::default(),
+        /// Where `proxy.https.type: secret` finds the secret's files (`proxy.https.secret.crt` and `.key`; the chart
+        /// mounts the secret here); they are read again when they change, and a certificate that cannot be read
+        /// leaves the previous one in use.
+        tls_secret_dir("tlsSecretDir"): PathBuf = PathBuf::from("/etc/wasmhub/tls"),
     }
 }
 
@@ -239,6 +243,9 @@ section! {
         proxy_api("proxyApi"): String = "127.0.0.1:8001".to_owned(),
         /// Address of the hub (reached through the proxy and by the servers).
         hub("hub"): String = "127.0.0.1:8081".to_owned(),
+        /// With `proxy.https` served here (`manual`, `secret`), a plain HTTP address whose requests are redirected
+        /// to HTTPS, as z2jh's port 80; null listens on none (z2jh's `proxy.service.disableHttpPort`).
+        proxy_http("proxyHttp"): Option<String> = None,
     }
 }
 

@@ -191,6 +191,12 @@ fn a_proxy_elsewhere_needs_its_api_url_and_the_built_in_one_refuses_it() {
 }
 
 #[test]
+fn letsencrypt_is_refused_with_what_to_use_instead() {
+    let found = errors("proxy:\n  https:\n    enabled: true\n    type: letsencrypt\n");
+    assert!(found[0].contains("proxy.https.type: letsencrypt is not supported: use secret"), "{found:?}");
+}
+
+#[test]
 fn python_extra_config_is_refused() {
     let errors = errors("hub:\n  extraConfig:\n    myConfig: |\n      c.Spawner.cmd = ['x']\n");
     assert_eq!(errors.len(), 1);

@@ -281,6 +281,14 @@ fn validate_storage_and_tls(config: &Config, ctx: &mut Ctx) {
     if https.enabled && https.kind == HttpsType::Secret && https.secret.name.is_none() {
         invalid(ctx, "proxy.https.secret.name", "required when proxy.https.type is secret");
     }
+    if https.enabled && https.kind == HttpsType::Letsencrypt {
+        invalid(
+            ctx,
+            "proxy.https.type",
+            "letsencrypt is not supported: use secret (a TLS secret, e.g. from cert-manager), manual (PEMs inline), \
+             or offload (TLS ends at the load balancer)",
+        );
+    }
 }
 
 fn validate_cull(config: &Config, ctx: &mut Ctx) {
