@@ -95,6 +95,11 @@ pub(crate) struct TestHub {
 }
 
 pub(crate) async fn test_hub() -> TestHub {
+    test_hub_with(HubConfig { allow_named_servers: true, ..HubConfig::default() }, ProxyConfig::default()).await
+}
+
+/// [`test_hub`] with this hub and proxy configuration.
+pub(crate) async fn test_hub_with(config: HubConfig, proxy_config: ProxyConfig) -> TestHub {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
     let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
@@ -103,8 +108,7 @@ pub(crate) async fn test_hub() -> TestHub {
         term_timeout: Duration::from_millis(500),
         ..LocalSpawnerConfig::default()
     });
-    let proxy = Proxy::new(ProxyConfig::default()).await.unwrap();
-    let config = HubConfig { allow_named_servers: true, ..HubConfig::default() };
+    let proxy = Proxy::new(proxy_config).await.unwrap();
     let hub = Hub::new(config, store.clone(), Arc::new(spawner), Arc::new(proxy.clone()));
     let admin_token = user_with_token(store.as_ref(), "admin", true, &["inherit"]).await;
     TestHub { app: router(hub.clone()), store, proxy, hub, admin_token, _dir: dir }
@@ -832,22 +836,12 @@ async fn hostile_input_to_every_api_operation_never_gives_a_500() {
 
 #[tokio::test]
 async fn with_subdomain_host_servers_live_on_their_users_hosts_and_the_hub_on_its_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("hub.sqlite")).await.unwrap());
-    let spawner = LocalProcessSpawner::new(LocalSpawnerConfig {
-        cmd: vec!["python3".into(), "-c".into(), SERVER.into()],
-        log_dir: dir.path().to_owned(),
-        term_timeout: Duration::from_millis(500),
-        ..LocalSpawnerConfig::default()
-    });
-    let proxy = Proxy::new(ProxyConfig { host_routing: true, ..ProxyConfig::default() }).await.unwrap();
     let config = HubConfig {
         subdomain_host: Some(crate::SubdomainHost::parse("http://hub.test:8000").unwrap()),
         ..HubConfig::default()
     };
-    let hub = Hub::new(config, store.clone(), Arc::new(spawner), Arc::new(proxy.clone()));
-    let app = router(hub);
-    let admin = user_with_token(&store, "admin", true, &["inherit"]).await;
+    let TestHub { app, store, proxy, admin_token: admin, _dir, .. } =
+        test_hub_with(config, ProxyConfig { host_routing: true, ..ProxyConfig::default() }).await;
     user_with_token(&store, "alice", false, &["inherit"]).await;
 
     let started = call(&app, Method::POST, "/hub/api/users/alice/server", Some(&admin), None).await;

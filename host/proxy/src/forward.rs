@@ -724,23 +724,30 @@ mod tests {
         assert!(!is_websocket_upgrade(&post.body(()).unwrap()));
     }
 
+    /// A proxy whose default target is `hub_address`, holding requests for it up to `hold`; its public port.
+    async fn holding_proxy(hub_address: SocketAddr, hold: Duration) -> u16 {
+        let default_target = Some(format!("http://{hub_address}"));
+        serve_proxy(ProxyConfig { default_target, default_target_hold: hold, ..ProxyConfig::default() }).await
+    }
+
+    /// A proxy with `config` on loopback ports; its public port.
+    async fn serve_proxy(config: ProxyConfig) -> u16 {
+        let proxy = Proxy::new(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
+        tokio::spawn(run(proxy, listeners, std::future::pending()));
+        port
+    }
+
     #[tokio::test]
     async fn requests_for_a_restarting_default_target_wait_for_it_instead_of_failing() {
         // A port nothing listens on yet: the hub is "restarting".
         let reserved = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hub_address = reserved.local_addr().unwrap();
         drop(reserved);
-        let config = ProxyConfig {
-            default_target: Some(format!("http://{hub_address}")),
-            default_target_hold: Duration::from_secs(20),
-            ..ProxyConfig::default()
-        };
-        let proxy = Proxy::new(config).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
-        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let port = holding_proxy(hub_address, Duration::from_secs(20)).await;
         let login = "POST /hub/login HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\nConnection: close\r\n\r\nname=a&b=";
         let page = "GET /hub/home HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
         let waiting = tokio::spawn(async move { exchange(port, &[login, page]).await });
@@ -764,12 +771,7 @@ mod tests {
 
         // Without the hold, CHP's answer: 503 at once.
         let config = ProxyConfig { default_target: Some("http://127.0.0.1:9".into()), ..ProxyConfig::default() };
-        let proxy = Proxy::new(config).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
-        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let port = serve_proxy(config).await;
         let answers = exchange(port, &[page]).await;
         assert!(answers[0].starts_with("HTTP/1.1 503"), "{}", answers[0]);
     }
@@ -794,17 +796,7 @@ mod tests {
                 let _ = stream.write_all(answer).await;
             }
         });
-        let config = ProxyConfig {
-            default_target: Some(format!("http://{hub_address}")),
-            default_target_hold: Duration::from_secs(10),
-            ..ProxyConfig::default()
-        };
-        let proxy = Proxy::new(config).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listeners = Listeners { proxy: listener, api, metrics: None, redirect: None };
-        tokio::spawn(run(proxy.clone(), listeners, std::future::pending()));
+        let port = holding_proxy(hub_address, Duration::from_secs(10)).await;
         let page = "GET /hub/home HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
         let answers = exchange(port, &[page]).await;
         assert!(answers[0].starts_with("HTTP/1.1 200"), "an idempotent request is sent again: {}", answers[0]);

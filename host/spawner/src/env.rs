@@ -44,20 +44,20 @@ impl SingleUserContext {
     /// `a-b`'s default server would be one client; here the separator is `%2F`, a quoted `/`, which no quoted user
     /// name contains (a user name has no `/`, and its `%` is quoted), so every server has a client of its own.
     pub fn oauth_client_id(&self) -> String {
-        let mut client_id = format!("jupyterhub-user-{}", quote(&self.user));
-        if !self.server_name.is_empty() {
-            client_id.push_str("%2F");
-            client_id.push_str(&quote(&self.server_name));
-        }
-        client_id
+        self.client_id_with("%2F")
     }
 
     /// The id JupyterHub's scheme gives this server, which wasmhub used before [`Self::oauth_client_id`] became
     /// unambiguous; servers started then still hold it. The same as the current id for a default server.
     pub fn jupyterhub_oauth_client_id(&self) -> String {
+        self.client_id_with("-")
+    }
+
+    /// `jupyterhub-user-<user>`, and for a named server `separator` and the server's name.
+    fn client_id_with(&self, separator: &str) -> String {
         let mut client_id = format!("jupyterhub-user-{}", quote(&self.user));
         if !self.server_name.is_empty() {
-            client_id.push('-');
+            client_id.push_str(separator);
             client_id.push_str(&quote(&self.server_name));
         }
         client_id
