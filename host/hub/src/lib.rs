@@ -56,7 +56,7 @@ pub use login::authenticator::{
 };
 pub use login::throttle::ThrottleSettings;
 pub use policy::Policies;
-pub use run::{RunError, RunSettings, run};
+pub use run::{LeaseSettings, RunError, RunSettings, run};
 pub use spawns::AdoptionReport;
 pub use startup::apply as apply_startup_state;
 pub use startup::{RoleSpec, ServiceSpec, StartupError, StartupState};

@@ -923,3 +923,74 @@ async fn a_start_asked_for_before_a_restart_is_carried_out_after_it() {
     let stopped = call(&hub.app, Method::DELETE, "/hub/api/users/dora/server", Some(&hub.admin_token), None).await;
     assert_eq!(stopped.status, StatusCode::NO_CONTENT, "{}", stopped.text);
 }
+
+#[tokio::test]
+async fn one_hub_acts_on_a_database_and_the_next_one_as_soon_as_it_lets_go() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio_util::sync::CancellationToken;
+    let first = test_hub().await;
+    let settings = |wait: bool| crate::RunSettings {
+        poll_interval: Duration::from_secs(60),
+        culler: None,
+        route_check_interval: None,
+        lease: crate::LeaseSettings { ttl: Duration::from_secs(10), wait },
+    };
+    // A second hub process on the same database.
+    let second = |wait: bool| {
+        let hub = Hub::new(
+            first.hub.config().clone(),
+            first.store.clone(),
+            first.hub.spawner_arc(),
+            Arc::new(first.proxy.clone()),
+        );
+        let (acting, shutdown) = (Arc::new(AtomicBool::new(false)), CancellationToken::new());
+        let run = {
+            let (acting, shutdown) = (acting.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let serving = |_: &Hub| {
+                    acting.store(true, Ordering::SeqCst);
+                    Ok(())
+                };
+                crate::run(hub, listener, settings(wait), shutdown, serving, || async {}).await
+            })
+        };
+        (acting, shutdown, run)
+    };
+    let (first_acting, first_shutdown, first_run) = second(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !first_acting.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the first hub never took the lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // On one SQLite file a second hub is refused, with what to do instead.
+    let (_, _, refused) = second(false);
+    let error = refused.await.unwrap().unwrap_err().to_string();
+    assert!(error.contains("another hub") && error.contains("PostgreSQL"), "{error}");
+    // Waiting (PostgreSQL's rolling update), it acts only once the first one has let go, and soon after.
+    let (next_acting, next_shutdown, next_run) = second(true);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!next_acting.load(Ordering::SeqCst), "two hubs acted on one database");
+    first_shutdown.cancel();
+    first_run.await.unwrap().unwrap();
+    let let_go = std::time::Instant::now();
+    while !next_acting.load(Ordering::SeqCst) {
+        assert!(let_go.elapsed() < Duration::from_secs(2), "the next hub did not act within 2 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    next_shutdown.cancel();
+    next_run.await.unwrap().unwrap();
+
+    // A hub of this machine that was killed (its lease left behind) does not keep the next one out.
+    let host = std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
+    let dead = format!("{host}:{}:killed", u32::MAX - 1);
+    assert_eq!(first.store.take_lease(&dead, Duration::from_secs(60)).await.unwrap(), None);
+    let (after_kill, after_kill_shutdown, after_kill_run) = second(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !after_kill.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "a dead hub's lease kept the next one out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    after_kill_shutdown.cancel();
+    after_kill_run.await.unwrap().unwrap();
+}

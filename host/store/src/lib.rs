@@ -38,6 +38,15 @@ pub trait Store: Send + Sync {
     /// only; like JupyterHub, the hub assumes it is the one writer of its database.
     fn auth_generation(&self) -> u64;
 
+    // === the hub lease ===
+    /// Takes the lease naming the one hub that acts on this database, for `ttl`, when it is free, expired or
+    /// already `holder`'s: `None`. Otherwise `Some` of the holder that has it.
+    async fn take_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<String>>;
+    /// Extends `holder`'s lease by `ttl` from now; `false` when it is no longer `holder`'s.
+    async fn renew_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<bool>;
+    /// Gives the lease up, if `holder` has it.
+    async fn release_lease(&self, holder: &str) -> StoreResult<()>;
+
     // === users ===
     async fn create_user(&self, name: &UserName, admin: bool) -> StoreResult<User>;
     async fn get_user(&self, name: &UserName) -> StoreResult<User>;

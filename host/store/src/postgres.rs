@@ -57,6 +57,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0002_login_sessions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "hub lease".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0003_hub_lease.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

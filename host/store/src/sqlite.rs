@@ -82,6 +82,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0002_login_sessions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "hub lease".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0003_hub_lease.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -571,6 +571,22 @@ async fn story(store: &dyn Store, stored_text: impl AsyncFn() -> String) {
     assert_not_found(store.get_server(&bob, &gpu).await);
     assert_not_found(store.delete_server(&bob, &gpu).await);
 
+    // === the hub lease: one holder at a time, renewed, given up, or taken over once expired ===
+    let long = std::time::Duration::from_secs(60);
+    assert_eq!(store.take_lease("hub-a", long).await.unwrap(), None);
+    assert_eq!(store.take_lease("hub-a", long).await.unwrap(), None, "taking one's own lease again succeeds");
+    assert_eq!(store.take_lease("hub-b", long).await.unwrap().as_deref(), Some("hub-a"));
+    assert!(store.renew_lease("hub-a", long).await.unwrap());
+    assert!(!store.renew_lease("hub-b", long).await.unwrap());
+    store.release_lease("hub-b").await.unwrap();
+    assert_eq!(store.take_lease("hub-b", long).await.unwrap().as_deref(), Some("hub-a"), "only the holder releases");
+    store.release_lease("hub-a").await.unwrap();
+    assert_eq!(store.take_lease("hub-b", std::time::Duration::ZERO).await.unwrap(), None);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(store.take_lease("hub-a", long).await.unwrap(), None, "an expired lease is taken over");
+    assert!(!store.renew_lease("hub-b", long).await.unwrap());
+    store.release_lease("hub-a").await.unwrap();
+
     // === tokens are never stored in plaintext ===
     let text = stored_text().await;
     assert!(text.contains("jupyter-alice"), "the dump must show the stored data");

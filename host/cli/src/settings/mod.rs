@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use wasmhub_config::{Config, SpawnerKind};
 use wasmhub_hub::{
-    AuthSettings, CullerConfig, HubConfig, RoleSpec, RunSettings, ServiceSpec, StartupState, SubdomainHost,
-    ThrottleSettings,
+    AuthSettings, CullerConfig, HubConfig, LeaseSettings, RoleSpec, RunSettings, ServiceSpec, StartupState,
+    SubdomainHost, ThrottleSettings,
 };
 use wasmhub_spawner::RunAs;
 
@@ -165,6 +165,11 @@ pub(crate) fn run_settings(config: &Config) -> RunSettings {
         }),
         // Set by `serve` when the proxy is in another process; the built-in table needs no checking.
         route_check_interval: None,
+        // Two hubs share a PostgreSQL database during a rolling update, one at a time; a SQLite file serves one.
+        lease: LeaseSettings {
+            wait: config.hub.db.kind == wasmhub_config::DbType::Postgres,
+            ..LeaseSettings::default()
+        },
     }
 }
 

@@ -8,7 +8,7 @@
 //! that unpacks a list of ids or names bound as one JSON-array parameter.
 //!
 //! The SQL is split by the trait's areas, one file and one macro each (`users_sql!` in `users.rs`, and likewise
-//! groups, roles, services, API tokens, OAuth, browser logins and servers), each given only the differences its
+//! groups, roles, services, API tokens, OAuth, browser logins, servers and the hub lease), each given only the differences its
 //! statements use. `sql_store!` expands the imports and helpers they share, then every area, then the `Store`
 //! impl. The areas cannot contribute to that impl directly: `#[async_trait]` rewrites an impl's `async fn`s before
 //! any macro inside it expands, so an `async fn` coming out of an area macro would not match the trait's
@@ -16,6 +16,7 @@
 //! trait method to its own; a missing one is a compile error rather than a call back into the trait.
 
 pub(crate) mod groups;
+pub(crate) mod lease;
 pub(crate) mod logins;
 pub(crate) mod oauth;
 pub(crate) mod roles;
@@ -113,11 +114,26 @@ macro_rules! sql_store {
         crate::sql::oauth::oauth_sql!($store);
         crate::sql::logins::logins_sql!($store);
         crate::sql::servers::servers_sql!($store, byte_order = $byte_order, names_in = $names_in);
+        crate::sql::lease::lease_sql!($store);
 
         #[async_trait]
         impl Store for $store {
             fn auth_generation(&self) -> u64 {
                 self.auth_generation.load(std::sync::atomic::Ordering::SeqCst)
+            }
+
+            // === the hub lease (lease.rs) ===
+
+            async fn take_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<String>> {
+                self.sql_take_lease(holder, ttl).await
+            }
+
+            async fn renew_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<bool> {
+                self.sql_renew_lease(holder, ttl).await
+            }
+
+            async fn release_lease(&self, holder: &str) -> StoreResult<()> {
+                self.sql_release_lease(holder).await
             }
 
             // === users (users.rs) ===
