@@ -194,6 +194,8 @@ fn a_proxy_elsewhere_needs_its_api_url_and_the_built_in_one_refuses_it() {
 fn letsencrypt_is_refused_with_what_to_use_instead() {
     let found = errors("proxy:\n  https:\n    enabled: true\n    type: letsencrypt\n");
     assert!(found[0].contains("proxy.https.type: letsencrypt is not supported: use secret"), "{found:?}");
+    let found = errors("wasmhub:\n  listen:\n    proxyHttp: 127.0.0.1:8080\n");
+    assert!(found[0].contains("wasmhub.listen.proxyHttp: redirects plain HTTP to HTTPS"), "{found:?}");
 }
 
 #[test]

@@ -281,6 +281,14 @@ fn validate_storage_and_tls(config: &Config, ctx: &mut Ctx) {
     if https.enabled && https.kind == HttpsType::Secret && https.secret.name.is_none() {
         invalid(ctx, "proxy.https.secret.name", "required when proxy.https.type is secret");
     }
+    let served_here = https.enabled && matches!(https.kind, HttpsType::Manual | HttpsType::Secret);
+    if config.wasmhub.listen.proxy_http.is_some() && !served_here {
+        invalid(
+            ctx,
+            "wasmhub.listen.proxyHttp",
+            "redirects plain HTTP to HTTPS, so it needs proxy.https enabled with type manual or secret",
+        );
+    }
     if https.enabled && https.kind == HttpsType::Letsencrypt {
         invalid(
             ctx,
