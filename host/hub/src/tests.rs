@@ -854,6 +854,9 @@ async fn with_subdomain_host_servers_live_on_their_users_hosts_and_the_hub_on_it
     assert_eq!(model["servers"][""]["progress_url"], "/hub/api/users/alice/server/progress");
     let client = store.get_oauth_client("jupyterhub-user-alice").await.unwrap();
     assert_eq!(client.redirect_uri, "http://alice.hub.test:8000/user/alice/oauth_callback");
+    // `GET /proxy` names the route as JupyterHub does under host routing.
+    let routes = call(&app, Method::GET, "/hub/api/proxy", Some(&admin), None).await.json();
+    assert!(routes.get("alice.hub.test/user/alice/").is_some(), "{routes}");
 
     // Nothing of the hub answers on a user's host: it is sent to the same place on the hub's.
     for (path, location) in [

@@ -32,11 +32,16 @@ use crate::urls::route_path;
 const ROUTESPEC: &AsciiSet =
     &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~').remove(b'@').remove(b'/');
 
-/// JupyterHub's routespec for a proxy key: escaped again, with the trailing slash every routespec has.
-fn routespec(key: &str) -> String {
+/// JupyterHub's routespec for a proxy key: escaped again, with the trailing slash every routespec has, and under
+/// host routing (`subdomain_host`) without the leading slash, `alice.hub.test/user/alice/`, as JupyterHub's
+/// `_routespec_from_chp_path` writes it.
+fn routespec(key: &str, host_routing: bool) -> String {
     let mut spec = utf8_percent_encode(key, ROUTESPEC).to_string();
     if !spec.ends_with('/') {
         spec.push('/');
+    }
+    if host_routing && spec.len() > 1 {
+        spec.remove(0);
     }
     spec
 }
@@ -46,7 +51,7 @@ fn is_hub_route(route: &Route) -> bool {
 }
 
 /// One route as `get_all_routes` returns it.
-fn route_model(route: &Route) -> Value {
+fn route_model(route: &Route, host_routing: bool) -> Value {
     let mut data: Map<String, Value> = route
         .data()
         .iter()
@@ -56,7 +61,7 @@ fn route_model(route: &Route) -> Value {
     if let Some(at) = DateTime::<Utc>::from_timestamp_millis(route.last_activity_ms()) {
         data.insert("last_activity".into(), json!(at.to_rfc3339_opts(SecondsFormat::Millis, true)));
     }
-    json!({ "routespec": routespec(route.key()), "target": route.target().as_str(), "data": data })
+    json!({ "routespec": routespec(route.key(), host_routing), "target": route.target().as_str(), "data": data })
 }
 
 pub(crate) async fn get_routes(
@@ -69,6 +74,7 @@ pub(crate) async fn get_routes(
     caller.require_unfiltered(&["proxy"])?;
     let pagination = Pagination::from_request(&Query::parse(raw_query.as_deref()), &headers, hub.config())?;
     let started = Instant::now();
+    let host_routing = hub.config().subdomain_host.is_some();
     let routes: BTreeMap<String, Value> = hub
         .routes()
         .list()
@@ -76,7 +82,7 @@ pub(crate) async fn get_routes(
         .map_err(ApiError::internal)?
         .iter()
         .filter(|route| is_hub_route(route))
-        .map(|route| (routespec(route.key()), route_model(route)))
+        .map(|route| (routespec(route.key(), host_routing), route_model(route, host_routing)))
         .collect();
     hub.metrics().observe_proxy_poll(started.elapsed());
     let total = routes.len() as u64;
@@ -200,9 +206,10 @@ mod tests {
 
     #[test]
     fn routespecs_are_quoted_again_and_end_in_a_slash() {
-        assert_eq!(routespec("/user/a b"), "/user/a%20b/");
-        assert_eq!(routespec("/user/a@b~c/gpu"), "/user/a@b~c/gpu/");
-        assert_eq!(routespec("/"), "/");
+        assert_eq!(routespec("/user/a b", false), "/user/a%20b/");
+        assert_eq!(routespec("/user/a@b~c/gpu", false), "/user/a@b~c/gpu/");
+        assert_eq!(routespec("/", false), "/");
+        assert_eq!(routespec("/alice.hub.test/user/alice", true), "alice.hub.test/user/alice/");
     }
 
     #[tokio::test]
