@@ -39,6 +39,10 @@ fi
 # interpreter every user can run: Debian's, not one under root's home such as pyenv's.
 python="/usr/bin/python3"
 [[ -x "$python" ]] || python="$(command -v python3)"
+# Debian splits venv's pip bootstrap into python3-venv.
+"$python" -c 'import ensurepip' 2>/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+}
 for req in "$here"/requirements-*.txt; do
   name="venv-$(basename "$req" .txt | sed 's/^requirements-//')"
   hash="$( (cat "$req"; echo "$python") | sha256sum | cut -c1-16)"

@@ -72,7 +72,8 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let hub_address = hub_listener.local_addr()?;
     let external = &config.hub.config.configurable_http_proxy;
     let built_in = if external.should_start {
-        let public = args.listen.clone().or_else(|| bind_address(&config)).unwrap_or_else(|| listen.proxy.clone());
+        let public =
+            args.listen.clone().or_else(|| settings::bind_address(&config)).unwrap_or_else(|| listen.proxy.clone());
         let proxy_listener = bind("wasmhub.listen.proxy (--listen, JupyterHub.bind_url)", &public).await?;
         let api_listener = bind(
             "wasmhub.listen.proxyApi (--proxy-api-listen)",
@@ -98,15 +99,10 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         // The proxy runs elsewhere (z2jh's proxy pod): routes go over its REST API and are checked every period,
         // so a proxy that restarts empty gets them back and a hub restart leaves users' connections alone.
         let api_url = external.api_url.as_deref().context("hub.config.ConfigurableHTTPProxy.api_url is required")?;
-        let token = external
-            .auth_token
-            .clone()
-            .or_else(|| config.proxy.secret_token.clone())
-            .or_else(|| std::env::var("CONFIGPROXY_AUTH_TOKEN").ok().filter(|token| !token.is_empty()))
-            .context(
-                "the proxy's API token: set proxy.secretToken (or hub.config.ConfigurableHTTPProxy.auth_token, or \
+        let token = settings::proxy_api_token(&config, std::env::var("CONFIGPROXY_AUTH_TOKEN").ok()).context(
+            "the proxy's API token: set proxy.secretToken (or hub.config.ConfigurableHTTPProxy.auth_token, or \
                  CONFIGPROXY_AUTH_TOKEN) to the token the proxy was started with",
-            )?;
+        )?;
         let routes = RemoteRoutes::new(api_url, &token).context("hub.config.ConfigurableHTTPProxy.api_url")?;
         let hub = Hub::new(hub_settings, store, spawner, Arc::new(routes))
             .with_authenticator(authenticator(&config)?)
@@ -253,14 +249,6 @@ async fn reload_when_changed(proxy: Proxy, files: TlsFiles, shutdown: Cancellati
             }
         }
     }
-}
-
-/// `JupyterHub.bind_url`'s host and port as the built-in proxy's public address (`http://0.0.0.0:8000` is
-/// `0.0.0.0:8000`); its path is the base URL's business (`hub.baseUrl`).
-fn bind_address(config: &Config) -> Option<String> {
-    let url = config.hub.config.jupyterhub.bind_url.as_deref()?;
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    Some(rest.split('/').next().unwrap_or_default().to_owned())
 }
 
 /// The hub's router as the built-in proxy's in-process target ([`Proxy::serve_locally`]). Each request runs as its

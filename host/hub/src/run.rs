@@ -140,19 +140,23 @@ pub async fn run<F: Future<Output = ()>>(
 
 /// Who this hub is in the lease: host, process and a random part, so a restarted process never passes for the old.
 fn lease_holder() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
     let mut random = [0u8; 6];
+    // Without randomness the host and pid still tell hubs apart; only a recycled pid on one host could not be.
     let _ = getrandom::fill(&mut random);
     let random: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{host}:{}:{random}", std::process::id())
+    format!("{}:{}:{random}", this_host(), std::process::id())
+}
+
+/// This machine's name, as the lease records it (empty when unknown).
+fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_default()
 }
 
 /// Whether `holder` names a hub process of this machine that no longer runs.
 fn holder_is_dead_here(holder: &str) -> bool {
     let mut parts = holder.splitn(3, ':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else { return false };
-    let this_host = std::fs::read_to_string("/etc/hostname").map(|name| name.trim().to_owned()).unwrap_or_default();
-    host == this_host && pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    host == this_host() && pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Takes the lease, waiting for it when the settings say so; `false` when a shutdown came first.

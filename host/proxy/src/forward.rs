@@ -28,6 +28,25 @@ pub(crate) struct ClientInfo {
     pub(crate) encrypted: bool,
 }
 
+/// A target's response made ready for the client: hop-by-hop headers dropped, the client's HTTP version, and CHP's
+/// activity rule (a web response counts once it has succeeded, status < 300, and been sent).
+fn finish_response(
+    response: Response<ProxyBody>,
+    route: Arc<Route>,
+    client_version: http::Version,
+    websocket: bool,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.version = client_version;
+    let body = if !websocket && parts.status.as_u16() < 300 {
+        ActivityBody::successful_response(body, route).boxed_unsync()
+    } else {
+        body.map_err(BoxError::from).boxed_unsync()
+    };
+    Response::from_parts(parts, body)
+}
+
 /// How often a held request for the default target tries to connect again.
 const HOLD_RETRY: Duration = Duration::from_millis(100);
 
@@ -143,7 +162,11 @@ impl Proxy {
         let hold = self.shared.config.default_target_hold;
         if !websocket && !hold.is_zero() && route.key() == "/" {
             upstream_request = match self.send_holding(upstream_request, &route, hold).await {
-                Ok(response) => return self.finish_response(response, route, client_version, started),
+                Ok(response) => {
+                    metrics.request_duration.observe(started.elapsed().as_secs_f64());
+                    metrics.requests_proxy.get_or_create(&StatusLabel { status: response.status().as_u16() }).inc();
+                    return finish_response(response, route, client_version, false);
+                }
                 Err(Some(request)) => request,
                 Err(None) => {
                     tracing::error!(
@@ -188,39 +211,7 @@ impl Proxy {
             return Response::from_parts(parts, full_body(Bytes::new()));
         }
 
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        // Answer in the client's HTTP version, whatever the target spoke.
-        parts.version = client_version;
-        // CHP counts a web response as activity only once it has succeeded (status < 300) and been sent.
-        let body = if !websocket && parts.status.as_u16() < 300 {
-            ActivityBody::successful_response(body, route).boxed_unsync()
-        } else {
-            body.map_err(BoxError::from).boxed_unsync()
-        };
-        Response::from_parts(parts, body)
-    }
-
-    /// A plain (not websocket) response from the target, made ready for the client as [`Self::handle_proxy`] does.
-    fn finish_response(
-        &self,
-        response: Response<ProxyBody>,
-        route: Arc<Route>,
-        client_version: http::Version,
-        started: Instant,
-    ) -> Response<ProxyBody> {
-        let metrics = &self.shared.metrics;
-        metrics.request_duration.observe(started.elapsed().as_secs_f64());
-        metrics.requests_proxy.get_or_create(&StatusLabel { status: response.status().as_u16() }).inc();
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.version = client_version;
-        let body = if parts.status.as_u16() < 300 {
-            ActivityBody::successful_response(body, route).boxed_unsync()
-        } else {
-            body.map_err(BoxError::from).boxed_unsync()
-        };
-        Response::from_parts(parts, body)
+        finish_response(response, route, client_version, websocket)
     }
 
     /// Sends a request for the default target, and while nothing accepts connections there (the hub restarting),

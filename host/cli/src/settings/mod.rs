@@ -109,6 +109,27 @@ pub(crate) fn local_run_as(config: &Config, hub_uid: nix::unistd::Uid) -> anyhow
     }
 }
 
+/// `JupyterHub.bind_url`'s host and port as the built-in proxy's public address (`http://0.0.0.0:8000` is
+/// `0.0.0.0:8000`); its path is the base URL's business (`hub.baseUrl`).
+pub(crate) fn bind_address(config: &Config) -> Option<String> {
+    let url = config.hub.config.jupyterhub.bind_url.as_deref()?;
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    Some(rest.split('/').next().unwrap_or_default().to_owned())
+}
+
+/// The token of a proxy in another process: `ConfigurableHTTPProxy.auth_token`, else `proxy.secretToken`, else
+/// `CONFIGPROXY_AUTH_TOKEN` (`env_token`), as JupyterHub looks for it.
+pub(crate) fn proxy_api_token(config: &Config, env_token: Option<String>) -> Option<String> {
+    config
+        .hub
+        .config
+        .configurable_http_proxy
+        .auth_token
+        .clone()
+        .or_else(|| config.proxy.secret_token.clone())
+        .or_else(|| env_token.filter(|token| !token.is_empty()))
+}
+
 /// `wasmhub.loginThrottle`.
 fn login_throttle(config: &Config) -> ThrottleSettings {
     let throttle = &config.wasmhub.login_throttle;
@@ -215,6 +236,20 @@ mod tests {
         let hosted = hub_config(&config, "http://127.0.0.1:8081", AuthSettings::default()).unwrap();
         assert_eq!(hosted.subdomain_host.unwrap().domain, "hub.example.org");
         assert_eq!(hosted.trusted_downstream_ips, ["10.0.0.9".parse::<std::net::IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn the_proxys_token_and_public_address_come_from_jupyterhubs_keys() {
+        let mut config = Config::default();
+        assert_eq!(proxy_api_token(&config, Some(String::new())), None);
+        assert_eq!(proxy_api_token(&config, Some("from-env".into())).as_deref(), Some("from-env"));
+        config.proxy.secret_token = Some("secret-token".into());
+        assert_eq!(proxy_api_token(&config, Some("from-env".into())).as_deref(), Some("secret-token"));
+        config.hub.config.configurable_http_proxy.auth_token = Some("auth-token".into());
+        assert_eq!(proxy_api_token(&config, Some("from-env".into())).as_deref(), Some("auth-token"));
+        assert_eq!(bind_address(&config), None);
+        config.hub.config.jupyterhub.bind_url = Some("http://0.0.0.0:8000/jhub/".into());
+        assert_eq!(bind_address(&config).as_deref(), Some("0.0.0.0:8000"));
     }
 
     #[test]

@@ -50,8 +50,8 @@ impl Hub {
     pub async fn adopt_servers(&self) -> Result<AdoptionReport, StoreError> {
         let mut report = AdoptionReport::default();
         let mut routed = BTreeSet::new();
-        let mut to_resume = Vec::new();
-        let mut to_carry_out = Vec::new();
+        // Spawns the old process left in flight, which go on in the background once adoption is done.
+        let mut to_go_on = Vec::new();
         for server in self.store().list_servers(None).await? {
             let name = log_name(&server);
             match server.state {
@@ -63,7 +63,7 @@ impl Hub {
                     let state = SpawnerState(server.spawner_state.clone());
                     if let Ok(PollStatus::Running) = self.spawner().poll(&state).await {
                         report.resumed.push(name);
-                        to_resume.push(server);
+                        to_go_on.push(server);
                     } else {
                         self.clean_up_dead(&server).await;
                         report.cleaned_up.push(name);
@@ -72,7 +72,7 @@ impl Hub {
                 // Nothing was created yet for a start the old process was asked for: it is carried out now.
                 SpawnState::Requested => {
                     report.resumed.push(name);
-                    to_carry_out.push(server);
+                    to_go_on.push(server);
                 }
                 SpawnState::Running | SpawnState::Starting => {
                     if self.confirm_alive(&server).await {
@@ -105,21 +105,17 @@ impl Hub {
         }
         report.orphans_collected = self.collect_orphans().await?;
         // After the stray routes went, so a resumed server's new route is never taken for one.
-        for server in to_resume {
+        for server in to_go_on {
             let name = log_name(&server);
             let hub = self.clone();
             tokio::spawn(async move {
-                if let Err(error) = crate::spawns::resume(&hub, server).await {
-                    tracing::warn!(server = %name, %error, "a spawn resumed after the restart failed");
-                }
-            });
-        }
-        for server in to_carry_out {
-            let name = log_name(&server);
-            let hub = self.clone();
-            tokio::spawn(async move {
-                if let Err(error) = crate::spawns::carry_out_requested(&hub, server).await {
-                    tracing::warn!(server = %name, %error, "a spawn asked for before the restart failed");
+                // The record says how far the old process got: nothing begun (`Requested`), or a server to wait for.
+                let went_on = match server.state {
+                    SpawnState::Requested => crate::spawns::carry_out_requested(&hub, server).await,
+                    _ => crate::spawns::resume(&hub, server).await,
+                };
+                if let Err(error) = went_on {
+                    tracing::warn!(server = %name, %error, "a spawn left by the previous hub failed");
                 }
             });
         }
