@@ -194,6 +194,32 @@ mod tests {
     }
 
     #[test]
+    fn failures_older_than_the_window_are_forgotten_and_a_lockout_ends() {
+        // Only lower bounds on time are relied on (a sleep lasts at least as long as asked), so load cannot flake it.
+        let short_window = LoginThrottle::new(ThrottleSettings {
+            max_failures_per_user: 2,
+            max_failures_per_address: 0,
+            window: Duration::from_millis(50),
+            lockout: Duration::from_secs(60),
+        });
+        let bob = LoginThrottle::user_key("bob");
+        short_window.record_failure(std::slice::from_ref(&bob));
+        std::thread::sleep(Duration::from_millis(80));
+        short_window.record_failure(std::slice::from_ref(&bob));
+        assert_eq!(short_window.locked(std::slice::from_ref(&bob)), None, "the first failure was outside the window");
+
+        let short_lockout = LoginThrottle::new(ThrottleSettings {
+            max_failures_per_user: 1,
+            max_failures_per_address: 0,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_millis(50),
+        });
+        short_lockout.record_failure(std::slice::from_ref(&bob));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(short_lockout.locked(std::slice::from_ref(&bob)), None, "the lockout ran out");
+    }
+
+    #[test]
     fn an_address_locks_across_names_and_a_zero_limit_counts_nothing() {
         let throttle = throttle(0, 2);
         let address = ThrottleKey::Address("192.0.2.7".parse().unwrap());
