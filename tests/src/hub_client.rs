@@ -212,3 +212,74 @@ pub async fn run_code(kernel: &mut KernelSocket, user: &str, code: &str) -> Resu
     }
     bail!("the kernel WebSocket closed before the result")
 }
+
+/// `count` requests one after the other, as users keep using the hub while it restarts: logins (as carol, with the
+/// `DummyAuthenticator` password), admin API calls about alice, and the home page with `page_cookies`. Returns the
+/// failures a user would have seen.
+pub async fn request_loop(public: String, page_cookies: String, count: usize) -> Vec<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let mut failures = Vec::new();
+    for index in 0..count {
+        if let Err(error) = mixed_request(index, &public, &client, &page_cookies).await {
+            failures.push(format!("{index}: {error:#}"));
+        }
+    }
+    failures
+}
+
+/// One request of [`request_loop`]; `Err` is a failure a user would see.
+async fn mixed_request(index: usize, public: &str, client: &reqwest::Client, page_cookies: &str) -> Result<()> {
+    let status = match index % 3 {
+        // A login: the form for its XSRF cookie, then the post, which sends the browser on to `next`.
+        0 => {
+            let form = client.get(format!("{public}/hub/login")).send().await?;
+            ensure!(form.status() == 200, "GET /hub/login: {}", form.status());
+            let xsrf = form
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .find_map(|cookie| cookie.strip_prefix("_xsrf=")?.split(';').next().map(str::to_owned))
+                .context("no _xsrf cookie")?;
+            let login = client
+                .post(format!("{public}/hub/login?next=%2Fhub%2Fhome"))
+                .header("Cookie", format!("_xsrf={xsrf}"))
+                .form(&[("username", "carol"), ("password", PASSWORD), ("_xsrf", &xsrf)])
+                .send()
+                .await?;
+            ensure!(login.headers().contains_key("set-cookie"), "a login without cookies: {}", login.status());
+            login.status()
+        }
+        1 => {
+            let api = client
+                .get(format!("{public}/hub/api/users/alice"))
+                .header("Authorization", format!("token {ADMIN_TOKEN}"));
+            api.send().await?.status()
+        }
+        _ => client.get(format!("{public}/hub/home")).header("Cookie", page_cookies).send().await?.status(),
+    };
+    ensure!(status.is_success() || status.is_redirection(), "request {index} answered {status}");
+    Ok(())
+}
+
+/// Waits up to 90 s until `user`'s default server is ready.
+pub async fn wait_ready(hub: &RunningHub, user: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, model) = admin_api(hub, reqwest::Method::GET, &format!("/users/{user}")).await?;
+        if model["servers"][""]["ready"] == Value::Bool(true) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{user}'s server is not ready: {model}\n{}\n--- server log\n{}",
+            hub.log_tail(),
+            hub.server_log(user)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

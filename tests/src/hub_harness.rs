@@ -60,6 +60,8 @@ pub struct HubOptions {
     pub ports: Option<(u16, u16, u16)>,
     /// `hub.baseUrl` without its trailing slash (`/jhub`); none serves at the root.
     pub base_url: Option<&'static str>,
+    /// A PostgreSQL URL for `hub.db` (`type: postgres`); none keeps a SQLite file in the test's folder.
+    pub postgres_url: Option<String>,
 }
 
 /// Whose accounts servers run as, as `wasmhub.local` keys. As root (CI), as wasmhub runs in production: each
@@ -90,7 +92,7 @@ impl RunningHub {
         let config = format!(
             r#"hub:
   db:
-    url: "sqlite://{db}"
+{db}
   services:
     test-admin:
       apiToken: "{ADMIN_TOKEN}"
@@ -118,7 +120,10 @@ wasmhub:
 {wasmhub_extra}
 {top_level}
 "#,
-            db = path_str(&dir.path().join("hub.sqlite")),
+            db = match &options.postgres_url {
+                Some(url) => format!("    type: postgres\n    url: \"{url}\""),
+                None => format!("    url: \"sqlite://{}\"", path_str(&dir.path().join("hub.sqlite"))),
+            },
             services = options.services,
             hub_extra = options.hub_extra,
             hub_config = options.hub_config,
@@ -166,19 +171,7 @@ wasmhub:
     }
 
     fn launch_binary(&mut self, binary: &Path) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.path().join(format!("hub-{}.log", self.starts))).expect("hub log");
-        let mut command = Command::new(binary);
-        command
-            .args(["serve", "--config"])
-            .arg(&self.config_path)
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "info,wasmhub_hub=debug")
-            .envs(self.hub_env.iter().map(|(name, value)| (name, value)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
-        self.child = Some(ChildGuard::spawn("wasmhub serve", command));
+        self.child = Some(self.spawn_hub(binary));
         let deadline = Instant::now() + Duration::from_secs(60);
         let url = format!("{}/hub/api/", self.prefixed_url());
         loop {
@@ -194,6 +187,45 @@ wasmhub:
             assert!(Instant::now() < deadline, "the hub did not answer {url} within 60 s:\n{}", self.log_tail());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Starts `wasmhub serve` from `binary` on this folder and config, logging to the next `hub-<start>.log`.
+    fn spawn_hub(&mut self, binary: &Path) -> ChildGuard {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("hub log");
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "info,wasmhub_hub=debug")
+            .envs(self.hub_env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        ChildGuard::spawn("wasmhub serve", command)
+    }
+
+    /// Starts a second hub process on the same config while this one runs, as a rolling update's new pod, and
+    /// returns at once; its log is [`RunningHub::log_tail`]'s from now on. [`RunningHub::hand_over`] makes it the
+    /// hub this harness stands for.
+    pub fn start_beside(&mut self) -> ChildGuard {
+        self.spawn_hub(&wasmhub_bin())
+    }
+
+    /// SIGTERM to the hub process, as Kubernetes stops a pod; returns without waiting for it to exit.
+    pub fn terminate_hub(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-s", "TERM", &child.pid().to_string()]).status();
+        }
+    }
+
+    /// Waits up to `timeout` for the hub process to exit, then makes `next` (from [`RunningHub::start_beside`])
+    /// the hub. Returns the old process's exit status, none if it did not exit.
+    pub fn hand_over(&mut self, next: ChildGuard, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut().and_then(|child| child.wait_timeout(timeout));
+        self.child = Some(next);
+        status
     }
 
     /// `http://127.0.0.1:<public port>`: the proxy, which browsers and API clients use.
@@ -246,6 +278,11 @@ wasmhub:
     /// The last lines of the current hub log, for failure messages.
     pub fn log_tail(&self) -> String {
         self.start_log_tail(self.starts, 60)
+    }
+
+    /// The whole log of the current hub process.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.log_path(self.starts)).unwrap_or_default()).into_owned()
     }
 
     /// The log of the `start`th start of the hub (1 is the first).

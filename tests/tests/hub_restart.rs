@@ -8,63 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
-use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, kernel_socket, run_code, use_jupyterlab};
+use wasmhub_system_tests::hub_client::{
+    Browser, PASSWORD, admin_api, kernel_socket, request_loop, run_code, use_jupyterlab, wait_ready,
+};
 use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
 use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy, TOKEN};
 use wasmhub_system_tests::{free_port, wasmhub_bin};
-
-/// One request of the client loop; `Err` is a failure a user would see.
-async fn one_request(index: usize, public: &str, client: &reqwest::Client, page_cookies: &str) -> Result<()> {
-    let status = match index % 3 {
-        // A login: the form for its XSRF cookie, then the post, which sends the browser on to `next`.
-        0 => {
-            let form = client.get(format!("{public}/hub/login")).send().await?;
-            ensure!(form.status() == 200, "GET /hub/login: {}", form.status());
-            let xsrf = form
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .find_map(|cookie| cookie.strip_prefix("_xsrf=")?.split(';').next().map(str::to_owned))
-                .context("no _xsrf cookie")?;
-            let login = client
-                .post(format!("{public}/hub/login?next=%2Fhub%2Fhome"))
-                .header("Cookie", format!("_xsrf={xsrf}"))
-                .form(&[("username", "carol"), ("password", PASSWORD), ("_xsrf", &xsrf)])
-                .send()
-                .await?;
-            ensure!(login.headers().contains_key("set-cookie"), "a login without cookies: {}", login.status());
-            login.status()
-        }
-        1 => {
-            let api = client
-                .get(format!("{public}/hub/api/users/alice"))
-                .header("Authorization", format!("token {ADMIN_TOKEN}"));
-            api.send().await?.status()
-        }
-        _ => client.get(format!("{public}/hub/home")).header("Cookie", page_cookies).send().await?.status(),
-    };
-    ensure!(status.is_success() || status.is_redirection(), "request {index} answered {status}");
-    Ok(())
-}
-
-/// Waits until `user`'s default server is ready.
-async fn wait_ready(hub: &RunningHub, user: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, model) = admin_api(hub, reqwest::Method::GET, &format!("/users/{user}")).await?;
-        if model["servers"][""]["ready"] == Value::Bool(true) {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "{user}'s server is not ready: {model}\n{}\n--- server log\n{}",
-            hub.log_tail(),
-            hub.server_log(user)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hub_killed_and_upgraded_behind_its_own_proxy_goes_unnoticed() -> Result<()> {
@@ -129,23 +78,7 @@ async fn a_hub_killed_and_upgraded_behind_its_own_proxy_goes_unnoticed() -> Resu
     let upgraded = copy.path().join("wasmhub-upgraded");
     std::fs::copy(wasmhub_bin(), &upgraded)?;
     hub.kill_hub();
-    let client_loop = {
-        let (public, page_cookies) = (public.clone(), page_cookies.clone());
-        tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client");
-            let mut failures = Vec::new();
-            for index in 0..200 {
-                if let Err(error) = one_request(index, &public, &client, &page_cookies).await {
-                    failures.push(format!("{index}: {error:#}"));
-                }
-            }
-            failures
-        })
-    };
+    let client_loop = tokio::spawn(request_loop(public.clone(), page_cookies.clone(), 200));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut hub = tokio::task::spawn_blocking(move || {
         hub.start_again_from(&upgraded);

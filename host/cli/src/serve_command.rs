@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 use wasmhub_config::{AuthenticatorClass, Config, DbType, HttpsType, SpawnerKind};
-use wasmhub_hub::{AuthSettings, Authenticator, DummyAuthenticator, Hub, SharedPasswordAuthenticator};
+use wasmhub_hub::{AuthSettings, Authenticator, DummyAuthenticator, Hub, Lease, SharedPasswordAuthenticator};
 use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
 use wasmhub_policy::native::{CullSettings, NativeDefaults};
 use wasmhub_policy::{PolicyHost, PolicyHostConfig};
@@ -65,7 +65,42 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args, config))
 }
 
+/// What a hub needs that takes time to make (policies compiled, the spawner's watch), made before the lease.
+struct Parts {
+    store: Arc<dyn Store>,
+    auth: AuthSettings,
+    policy: Arc<PolicyHost>,
+    spawner: Arc<dyn Spawner>,
+}
+
 async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let auth = settings::auth_settings(&config);
+    let policy = start_policy_host(&config, auth.clone()).await?;
+    let spawner = spawner(&config, &policy).await?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_watch(shutdown.clone())?;
+    // Everything slow is ready before the lease, so during a rolling update the new hub acts as soon as the old one
+    // lets go. Listeners are bound only once it is held: until then this hub answers nothing and requests wait in
+    // the proxy's hold, and the old hub's ports are free for it on a machine that runs both.
+    let Some(lease) = Lease::take(store.clone(), &settings::lease_settings(&config), &shutdown).await? else {
+        return Ok(());
+    };
+    let served = serve_holding_lease(&args, &config, Parts { store, auth, policy, spawner }, shutdown, &lease).await;
+    // Given up last, after this hub's servers are stopped or left for the next one, so that one acts at once.
+    lease.release().await;
+    served
+}
+
+async fn serve_holding_lease(
+    args: &ServeArgs,
+    config: &Config,
+    parts: Parts,
+    shutdown: CancellationToken,
+    lease: &Lease,
+) -> anyhow::Result<()> {
+    let Parts { store, auth, policy, spawner } = parts;
+    wasmhub_hub::apply_startup_state(store.as_ref(), &settings::startup_state(config)).await?;
     let listen = &config.wasmhub.listen;
     let hub_listener =
         bind("wasmhub.listen.hub (--hub-listen)", args.hub_listen.as_deref().unwrap_or(&listen.hub)).await?;
@@ -73,7 +108,7 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     let external = &config.hub.config.configurable_http_proxy;
     let built_in = if external.should_start {
         let public =
-            args.listen.clone().or_else(|| settings::bind_address(&config)).unwrap_or_else(|| listen.proxy.clone());
+            args.listen.clone().or_else(|| settings::bind_address(config)).unwrap_or_else(|| listen.proxy.clone());
         let proxy_listener = bind("wasmhub.listen.proxy (--listen, JupyterHub.bind_url)", &public).await?;
         let api_listener = bind(
             "wasmhub.listen.proxyApi (--proxy-api-listen)",
@@ -84,28 +119,20 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-
-    let store = open_store(&config).await?;
-    wasmhub_hub::apply_startup_state(store.as_ref(), &settings::startup_state(&config)).await?;
-    let auth = settings::auth_settings(&config);
-    let policy = start_policy_host(&config, auth.clone()).await?;
-    let spawner = spawner(&config, &policy).await?;
-    let hub_settings = settings::hub_config(&config, &format!("http://{}", connect_address(hub_address)), auth)?;
-    let shutdown = CancellationToken::new();
-    spawn_signal_watch(shutdown.clone())?;
-    let mut run_settings = settings::run_settings(&config);
+    let hub_settings = settings::hub_config(config, &format!("http://{}", connect_address(hub_address)), auth)?;
+    let mut run_settings = settings::run_settings(config);
 
     let Some((proxy_listener, api_listener)) = built_in else {
         // The proxy runs elsewhere (z2jh's proxy pod): routes go over its REST API and are checked every period,
         // so a proxy that restarts empty gets them back and a hub restart leaves users' connections alone.
         let api_url = external.api_url.as_deref().context("hub.config.ConfigurableHTTPProxy.api_url is required")?;
-        let token = settings::proxy_api_token(&config, std::env::var("CONFIGPROXY_AUTH_TOKEN").ok()).context(
+        let token = settings::proxy_api_token(config, std::env::var("CONFIGPROXY_AUTH_TOKEN").ok()).context(
             "the proxy's API token: set proxy.secretToken (or hub.config.ConfigurableHTTPProxy.auth_token, or \
                  CONFIGPROXY_AUTH_TOKEN) to the token the proxy was started with",
         )?;
         let routes = RemoteRoutes::new(api_url, &token).context("hub.config.ConfigurableHTTPProxy.api_url")?;
         let hub = Hub::new(hub_settings, store, spawner, Arc::new(routes))
-            .with_authenticator(authenticator(&config)?)
+            .with_authenticator(authenticator(config)?)
             .with_policy(policy);
         run_settings.route_check_interval = Some(Duration::from_secs(external.check_running_interval.max(1)));
         let public = config.hub.config.jupyterhub.bind_url.clone().unwrap_or_else(|| "the proxy's public URL".into());
@@ -113,11 +140,11 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
             tracing::info!(hub = %hub_address, proxy_api = %api_url, "wasmhub is up behind the proxy at {public}");
             Ok(())
         };
-        wasmhub_hub::run(hub, hub_listener, run_settings, shutdown, announce, || async {}).await?;
+        wasmhub_hub::run(hub, lease, hub_listener, run_settings, shutdown, announce, || async {}).await?;
         return Ok(());
     };
     let public_address = proxy_listener.local_addr()?;
-    let tls = https_files(&config)?;
+    let tls = https_files(config)?;
     let redirect = match (&tls, &listen.proxy_http) {
         (Some(_), Some(address)) => Some((bind("wasmhub.listen.proxyHttp", address).await?, public_address.port())),
         _ => None,
@@ -140,7 +167,7 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         tokio::spawn(reload_when_changed(proxy.clone(), files.clone(), shutdown.clone()));
     }
     let hub = Hub::new(hub_settings, store, spawner, Arc::new(proxy.clone()))
-        .with_authenticator(authenticator(&config)?)
+        .with_authenticator(authenticator(config)?)
         .with_policy(policy);
 
     // The proxy hands requests for the hub to the hub's router in this process rather than over loopback HTTP;
@@ -180,7 +207,8 @@ async fn serve(args: ServeArgs, config: Config) -> anyhow::Result<()> {
         in_process.close();
         in_process.wait().await;
     };
-    wasmhub_hub::run(hub, hub_listener, run_settings, shutdown.clone(), serve_in_process, drain_in_process).await?;
+    wasmhub_hub::run(hub, lease, hub_listener, run_settings, shutdown.clone(), serve_in_process, drain_in_process)
+        .await?;
     if let Some(proxy_task) = proxy_task {
         let _ = proxy_task.await;
     }

@@ -42,6 +42,13 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, format!("{kind} {name} already exists"))
             }
             StoreError::Invalid { what, reason } => ApiError::bad_request(format!("Invalid {what}: {reason}")),
+            StoreError::Unavailable(error) => {
+                tracing::warn!(%error, "hub API request failed: the database does not answer");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The hub's database is not answering; nothing was changed. Try again in a moment.",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

@@ -22,6 +22,7 @@ mod openapi;
 mod pages;
 mod periodic;
 mod policy;
+mod lease;
 mod run;
 mod spawns;
 mod startup;
@@ -56,7 +57,8 @@ pub use login::authenticator::{
 };
 pub use login::throttle::ThrottleSettings;
 pub use policy::Policies;
-pub use run::{LeaseSettings, RunError, RunSettings, run};
+pub use lease::{Lease, LeaseSettings};
+pub use run::{RunError, RunSettings, run};
 pub use spawns::AdoptionReport;
 pub use startup::apply as apply_startup_state;
 pub use startup::{RoleSpec, ServiceSpec, StartupError, StartupState};

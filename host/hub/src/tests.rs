@@ -932,12 +932,7 @@ async fn one_hub_acts_on_a_database_and_the_next_one_as_soon_as_it_lets_go() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio_util::sync::CancellationToken;
     let first = test_hub().await;
-    let settings = |wait: bool| crate::RunSettings {
-        poll_interval: Duration::from_secs(60),
-        culler: None,
-        route_check_interval: None,
-        lease: crate::LeaseSettings { ttl: Duration::from_secs(10), wait },
-    };
+    let settings = crate::RunSettings { poll_interval: Duration::from_secs(60), culler: None, route_check_interval: None };
     // A second hub process on the same database.
     let second = |wait: bool| {
         let hub = Hub::new(
@@ -948,14 +943,21 @@ async fn one_hub_acts_on_a_database_and_the_next_one_as_soon_as_it_lets_go() {
         );
         let (acting, shutdown) = (Arc::new(AtomicBool::new(false)), CancellationToken::new());
         let run = {
-            let (acting, shutdown) = (acting.clone(), shutdown.clone());
+            let (acting, shutdown, store, settings) =
+                (acting.clone(), shutdown.clone(), first.store.clone(), settings.clone());
             tokio::spawn(async move {
+                let lease_settings = crate::LeaseSettings { ttl: Duration::from_secs(10), wait };
+                let Some(lease) = crate::Lease::take(store, &lease_settings, &shutdown).await? else {
+                    return Ok(());
+                };
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let serving = |_: &Hub| {
                     acting.store(true, Ordering::SeqCst);
                     Ok(())
                 };
-                crate::run(hub, listener, settings(wait), shutdown, serving, || async {}).await
+                let outcome = crate::run(hub, &lease, listener, settings, shutdown, serving, || async {}).await;
+                lease.release().await;
+                outcome
             })
         };
         (acting, shutdown, run)

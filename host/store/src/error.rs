@@ -32,14 +32,41 @@ pub enum StoreError {
     #[error("the operating system's random source failed: {0}")]
     Random(getrandom::Error),
 
+    /// The database cannot be reached (stopped, restarting, no connection within the pool's wait): the request
+    /// may succeed later, and nothing of it was written.
+    #[error("the database does not answer: {0}")]
+    Unavailable(sqlx::Error),
+
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
 
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> StoreError {
+        if is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Database(error) }
+    }
+}
+
+/// Whether an error says the database is out of reach rather than that the statement failed: no connection could
+/// be made or kept, or PostgreSQL is shutting down or starting (SQLSTATE class 08, 57P01-57P03).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
+}
 
 impl StoreError {
     pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
@@ -61,6 +88,6 @@ pub(crate) fn conflict_on_unique(kind: &'static str, name: &str) -> impl FnOnce(
         sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
             StoreError::conflict(kind, name)
         }
-        _ => StoreError::Database(error),
+        _ => StoreError::from(error),
     }
 }

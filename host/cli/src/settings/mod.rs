@@ -186,12 +186,12 @@ pub(crate) fn run_settings(config: &Config) -> RunSettings {
         }),
         // Set by `serve` when the proxy is in another process; the built-in table needs no checking.
         route_check_interval: None,
-        // Two hubs share a PostgreSQL database during a rolling update, one at a time; a SQLite file serves one.
-        lease: LeaseSettings {
-            wait: config.hub.db.kind == wasmhub_config::DbType::Postgres,
-            ..LeaseSettings::default()
-        },
     }
+}
+
+/// Two hubs share a PostgreSQL database during a rolling update, one at a time; a SQLite file serves one.
+pub(crate) fn lease_settings(config: &Config) -> LeaseSettings {
+    LeaseSettings { wait: config.hub.db.kind == wasmhub_config::DbType::Postgres, ..LeaseSettings::default() }
 }
 
 /// `Authenticator` and the chosen class's section as the login rules the auth hook applies natively.
