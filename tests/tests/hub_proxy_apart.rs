@@ -142,3 +142,32 @@ async fn a_separate_wasmhub_proxy_keeps_the_hubs_routes() -> Result<()> {
 async fn a_separate_configurable_http_proxy_keeps_the_hubs_routes() -> Result<()> {
     routes_follow_the_hub(ProxyKind::Chp).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_proxy_token_is_one_clear_log_line_and_a_failing_health_check_not_a_crash() -> Result<()> {
+    let hub_port = free_port();
+    let proxy =
+        RunningProxy::start(ProxyKind::Wasmhub, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
+    let mut hub = RunningHub::start(HubOptions {
+        ports: Some((proxy.proxy_addr().port(), hub_port, proxy.api_addr().port())),
+        hub_config: format!(
+            "    ConfigurableHTTPProxy:\n      should_start: false\n      api_url: \"{}\"\n      check_running_interval: 1\n",
+            proxy.api_url()
+        ),
+        top_level: "proxy:\n  secretToken: \"not-the-proxys-token\"\n".into(),
+        ..HubOptions::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hub_health(&hub).await != 503 {
+        ensure!(Instant::now() < deadline, "/hub/health answered {} with a wrong token", hub_health(&hub).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Several check periods later: still running, still failing its health check, and said so once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    hub.check_alive().map_err(anyhow::Error::msg)?;
+    ensure!(hub_health(&hub).await == 503, "/hub/health recovered with a wrong token");
+    let said = hub.log().matches("cannot keep the proxy's routes").count();
+    ensure!(said == 1, "the failure was logged {said} times:\n{}", hub.log_tail());
+    ensure!(hub.log().contains("403"), "the log line does not say the proxy refused the token:\n{}", hub.log_tail());
+    Ok(())
+}
