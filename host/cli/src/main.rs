@@ -1,6 +1,7 @@
 //! The `wasmhub` binary. It parses the command line, sets up logging and hands over to a library; nothing else.
 
 mod config_command;
+mod logging;
 mod policy_command;
 mod proxy_command;
 mod serve_command;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 use wasmhub_proxy::server::Listeners;
 use wasmhub_proxy::{Proxy, ProxyConfig, TlsFiles};
 
@@ -80,6 +79,9 @@ pub(crate) struct ProxyArgs {
     /// Log level (debug, info, warn, error)
     #[arg(long, default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
     log_level: String,
+    /// How log lines are written: text, or one JSON object per line for a cluster's log collector [wasmhub's own]
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: crate::logging::LogFormat,
     /// Close a client connection after this many ms without traffic
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
@@ -169,15 +171,9 @@ impl UnsupportedArgs {
 
 pub(crate) fn run(args: ProxyArgs) -> anyhow::Result<()> {
     args.unsupported.check()?;
-    init_logging(&args.log_level);
+    crate::logging::init(&args.log_level, args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(args))
-}
-
-fn init_logging(level: &str) {
-    // RUST_LOG wins when set, for finer filters than CHP's four levels.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
 }
 
 async fn serve(args: ProxyArgs) -> anyhow::Result<()> {

@@ -14,7 +14,6 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing_subscriber::EnvFilter;
 use wasmhub_config::{AuthenticatorClass, Config, DbType, HttpsType, SpawnerKind};
 use wasmhub_hub::{AuthSettings, Authenticator, DummyAuthenticator, Hub, Lease, SharedPasswordAuthenticator};
 use wasmhub_kube::{KubeSpawner, KubeSpawnerConfig};
@@ -45,13 +44,14 @@ pub(crate) struct ServeArgs {
     /// Log level (error, warn, info, debug); RUST_LOG wins when set
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// How log lines are written, overriding `wasmhub.logFormat`: text, or one JSON object per line
+    #[arg(long, value_enum)]
+    log_format: Option<crate::logging::LogFormat>,
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Everything the hub creates (database, routes file, policy cache, logs) is its own alone: 0600 and 0700.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
     let config = match &args.config {
         Some(file) => wasmhub_config::check(file).map_err(|errors| {
             for error in &errors {
@@ -61,6 +61,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         })?,
         None => Config::default(),
     };
+    crate::logging::init(&args.log_level, args.log_format.unwrap_or_else(|| config.wasmhub.log_format.into()));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(args, config))
 }

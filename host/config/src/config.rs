@@ -178,6 +178,31 @@ section! {
         /// mounts the secret here); they are read again when they change, and a certificate that cannot be read
         /// leaves the previous one in use.
         tls_secret_dir("tlsSecretDir"): PathBuf = PathBuf::from("/etc/wasmhub/tls"),
+        /// How `wasmhub serve` writes log lines: `text`, or `json` (one object per line, for a cluster's log
+        /// collector; the chart's default). `--log-format` wins.
+        log_format("logFormat"): LogFormat = LogFormat::Text,
+        /// The proxy in its own process, as the Helm chart runs it (`wasmhub proxy`).
+        proxy("proxy"): ProxyProcess = ProxyProcess::default(),
+    }
+}
+
+yaml_enum! {
+    /// How log lines are written.
+    pub enum LogFormat {
+        Text = "text",
+        Json = "json",
+    }
+}
+
+section! {
+    /// The proxy's own process (the chart's proxy Deployment); `wasmhub serve`'s built-in proxy needs none of it.
+    pub struct ProxyProcess {
+        /// Seconds the proxy holds a request for the hub while nothing accepts connections there (a hub restart or
+        /// rolling update) before answering 503; 0 answers at once, as CHP does. The chart passes it as
+        /// `wasmhub proxy --default-target-hold`.
+        default_target_hold("defaultTargetHold"): u64 = 30,
+        /// How the proxy writes log lines (`wasmhub proxy --log-format`); the chart passes it on.
+        log_format("logFormat"): LogFormat = LogFormat::Text,
     }
 }
 

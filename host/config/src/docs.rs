@@ -1,4 +1,5 @@
-//! The reference `docs/config.md`, generated from the section declarations so that it cannot drift.
+//! What is generated from the section declarations so that it cannot drift: the reference `docs/config.md`, and the
+//! Helm chart's `values.schema.json` (types) and `files/keys.json` (the key tree its templates check names against).
 
 use std::fmt::Write;
 
@@ -75,4 +76,41 @@ fn row(out: &mut String, entry: &DocEntry) {
         default,
         entry.doc.replace('|', "\\|")
     );
+}
+
+/// The Helm chart's `values.schema.json`: every declared key with its type and reference text. Unknown keys are
+/// not refused here, since Helm checks the schema before any template runs and could not name the nearest key;
+/// the chart's `_keys.tpl` refuses them with the hint `wasmhub config check` gives, from [`values_key_tree`].
+pub fn values_schema() -> serde_json::Value {
+    let mut schema = <Config as crate::schema::FromYaml>::json_schema();
+    let object = schema.as_object_mut().expect("a section's schema is an object");
+    object.insert("$schema".to_owned(), "http://json-schema.org/draft-07/schema#".into());
+    object.insert("title".to_owned(), "wasmhub chart values (generated from host/config)".into());
+    schema
+}
+
+/// The tree of known keys for the chart's key check: a section is an object of its keys, `"*"` stands for any
+/// name of a mapping, `"[]"` for the items of a list, and null for a value whose inside is not checked.
+pub fn values_key_tree() -> serde_json::Value {
+    key_tree(&values_schema())
+}
+
+fn key_tree(schema: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Value, json};
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        return Value::Object(properties.iter().map(|(key, value)| (key.clone(), key_tree(value))).collect());
+    }
+    // A mapping or list of values whose inside is not checked is itself a leaf.
+    if let Some(value) = schema.get("additionalProperties").filter(|value| value.is_object()) {
+        let inner = key_tree(value);
+        return if inner.is_null() { inner } else { json!({ "*": inner }) };
+    }
+    if let Some(items) = schema.get("items") {
+        let inner = key_tree(items);
+        return if inner.is_null() { inner } else { json!({ "[]": inner }) };
+    }
+    if let Some(first) = schema.get("anyOf").and_then(Value::as_array).and_then(|options| options.first()) {
+        return key_tree(first);
+    }
+    Value::Null
 }

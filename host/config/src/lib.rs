@@ -29,10 +29,10 @@ use saphyr::{LoadableYamlNode, MarkedYaml};
 
 pub use auth::AuthRules;
 pub use config::{
-    Config, Cull, Debug, Kubernetes, Listen, LocalSpawner, MatchNodePurpose, NodeAffinity, NoopSpawner, PodPlacement,
-    PodPriority, Policies, Scheduling, SpawnerKind, UserScheduler, Wasmhub,
+    Config, Cull, Debug, Kubernetes, Listen, LocalSpawner, LogFormat, MatchNodePurpose, NodeAffinity, NoopSpawner,
+    PodPlacement, PodPriority, Policies, ProxyProcess, Scheduling, SpawnerKind, UserScheduler, Wasmhub,
 };
-pub use docs::reference_markdown;
+pub use docs::{reference_markdown, values_key_tree, values_schema};
 pub use env::{ENV_OVERRIDES, Env, EnvOverride, ProcessEnv};
 pub use error::{ConfigError, ErrorKind, Position};
 pub use hub::{

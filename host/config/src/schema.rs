@@ -117,6 +117,11 @@ pub(crate) trait FromYaml: Sized {
 
     /// Adds documentation rows for the keys below this type (sections and lists of sections only).
     fn document(_prefix: &str, _out: &mut Vec<DocEntry>) {}
+
+    /// This type as JSON Schema (draft 7), for the Helm chart's `values.schema.json`; any value by default.
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({})
+    }
 }
 
 /// Entries of a mapping, or `None` after a type error; a null section is an empty one (z2jh writes
@@ -245,6 +250,22 @@ macro_rules! section {
             fn document(prefix: &str, out: &mut Vec<$crate::schema::DocEntry>) {
                 $crate::schema::section!(@document $($standalone)? prefix, out);
             }
+
+            /// Every key with its type and reference text; other keys are left to the chart's key check, which
+            /// names the nearest one as `wasmhub config check` does. A null section is an empty one.
+            fn json_schema() -> serde_json::Value {
+                let mut properties = serde_json::Map::new();
+                $(
+                    let mut property = <$ty as $crate::schema::FromYaml>::json_schema();
+                    let doc_lines: &[&str] = &[$($fdoc),*];
+                    if let Some(object) = property.as_object_mut() {
+                        let doc = doc_lines.iter().map(|line| line.trim()).collect::<Vec<_>>().join(" ");
+                        object.insert("description".to_owned(), serde_json::Value::String(doc));
+                    }
+                    properties.insert($key.to_owned(), property);
+                )*
+                serde_json::json!({ "type": ["object", "null"], "properties": properties })
+            }
         }
     };
     (@document standalone $prefix:ident, $out:ident) => {
@@ -301,6 +322,10 @@ macro_rules! yaml_enum {
             fn render(&self) -> String {
                 self.as_str().to_owned()
             }
+
+            fn json_schema() -> serde_json::Value {
+                serde_json::json!({ "enum": [$($text, $($alias,)*)*] })
+            }
         }
     };
 }
@@ -323,6 +348,9 @@ impl FromYaml for bool {
     }
     fn render(&self) -> String {
         self.to_string()
+    }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": "boolean" })
     }
 }
 
@@ -355,6 +383,9 @@ macro_rules! integer {
             fn render(&self) -> String {
                 self.to_string()
             }
+            fn json_schema() -> serde_json::Value {
+                serde_json::json!({ "type": "integer", "minimum": <$ty>::MIN, "maximum": <$ty>::MAX })
+            }
         }
     )*};
 }
@@ -377,6 +408,9 @@ impl FromYaml for f64 {
     fn render(&self) -> String {
         self.to_string()
     }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": "number" })
+    }
 }
 
 impl FromYaml for String {
@@ -397,6 +431,9 @@ impl FromYaml for String {
         let ambiguous = matches!(self.as_str(), "" | "true" | "false" | "null" | "~") || self.parse::<f64>().is_ok();
         if ambiguous { format!("{self:?}") } else { self.clone() }
     }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": "string" })
+    }
 }
 
 impl FromYaml for PathBuf {
@@ -408,6 +445,9 @@ impl FromYaml for PathBuf {
     }
     fn render(&self) -> String {
         self.display().to_string()
+    }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": "string" })
     }
 }
 
@@ -426,6 +466,31 @@ impl<T: FromYaml> FromYaml for Option<T> {
     }
     fn document(prefix: &str, out: &mut Vec<DocEntry>) {
         T::document(prefix, out);
+    }
+    fn json_schema() -> serde_json::Value {
+        nullable(T::json_schema())
+    }
+}
+
+/// `schema` or null.
+fn nullable(mut schema: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let any = schema.as_object().is_some_and(serde_json::Map::is_empty);
+    match schema.get_mut("type") {
+        Some(Value::String(kind)) => {
+            let kind = Value::String(std::mem::take(kind));
+            schema["type"] = Value::Array(vec![kind, Value::from("null")]);
+            schema
+        }
+        Some(Value::Array(kinds)) => {
+            if !kinds.iter().any(|kind| kind == "null") {
+                kinds.push(Value::from("null"));
+            }
+            schema
+        }
+        // Any value already includes null; an enum says so explicitly.
+        _ if any => schema,
+        _ => serde_json::json!({ "anyOf": [schema, { "type": "null" }] }),
     }
 }
 
@@ -461,6 +526,9 @@ impl<T: FromYaml> FromYaml for Vec<T> {
     fn document(prefix: &str, out: &mut Vec<DocEntry>) {
         T::document(&format!("{prefix}[]"), out);
     }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["array", "null"], "items": T::json_schema() })
+    }
 }
 
 impl<T: FromYaml> FromYaml for BTreeMap<String, T> {
@@ -476,6 +544,9 @@ impl<T: FromYaml> FromYaml for BTreeMap<String, T> {
     }
     fn document(prefix: &str, out: &mut Vec<DocEntry>) {
         T::document(&format!("{prefix}.<name>"), out);
+    }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["object", "null"], "additionalProperties": T::json_schema() })
     }
 }
 
@@ -532,6 +603,9 @@ impl<T: FromYaml> FromYaml for OrderedMap<T> {
     fn document(prefix: &str, out: &mut Vec<DocEntry>) {
         T::document(&format!("{prefix}.<name>"), out);
     }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["object", "null"], "additionalProperties": T::json_schema() })
+    }
 }
 
 /// Any YAML, kept as JSON: Kubernetes objects (volumes, tolerations, affinities) that are passed on verbatim.
@@ -584,5 +658,8 @@ impl FromYaml for serde_json::Map<String, serde_json::Value> {
     }
     fn render(&self) -> String {
         serde_json::Value::Object(self.clone()).to_string()
+    }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["object", "null"] })
     }
 }

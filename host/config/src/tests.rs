@@ -296,7 +296,6 @@ fn check_reads_the_file_and_names_it_in_errors() {
     assert!(missing[0].to_string().contains("nope.yaml: cannot read:"), "{}", missing[0]);
 }
 
-/// Regenerates `docs/config.md` from the declarations; fails (after rewriting it) when the committed file differs.
 #[test]
 fn kubernetes_settings_are_checked_where_they_are_written() {
     let bad = errors(
@@ -325,15 +324,29 @@ fn kubernetes_settings_are_checked_where_they_are_written() {
     assert!(kubernetes.collect_orphans);
 }
 
-#[test]
-fn generate_config_documentation() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md");
-    let generated = crate::reference_markdown();
+/// Rewrites the generated file at `relative` (from the repository root) and fails when it was out of date.
+fn regenerate(relative: &str, generated: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative);
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     if committed != generated {
-        std::fs::write(&path, &generated).unwrap();
-        panic!("docs/config.md was out of date and has been regenerated; review and commit it");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, generated).unwrap();
+        panic!("{relative} was out of date and has been regenerated; review and commit it");
     }
+}
+
+/// Regenerates `docs/config.md` from the declarations; fails (after rewriting it) when the committed file differs.
+#[test]
+fn generate_config_documentation() {
+    regenerate("docs/config.md", &crate::reference_markdown());
+}
+
+/// Regenerates the chart's `values.schema.json` and `files/keys.json` from the same declarations.
+#[test]
+fn generate_chart_schema_and_key_tree() {
+    let pretty = |value: serde_json::Value| serde_json::to_string_pretty(&value).unwrap() + "\n";
+    regenerate("deploy/helm/wasmhub/values.schema.json", &pretty(crate::values_schema()));
+    regenerate("deploy/helm/wasmhub/files/keys.json", &pretty(crate::values_key_tree()));
 }
 
 #[test]

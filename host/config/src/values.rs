@@ -59,6 +59,9 @@ impl FromYaml for ByteSize {
         }
         self.0.to_string()
     }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["string", "integer"] })
+    }
 }
 
 /// A command line: `jupyterhub-singleuser` or `["jupyterhub-singleuser", "--allow-root"]`.
@@ -92,6 +95,9 @@ impl FromYaml for Command {
     }
     fn render(&self) -> String {
         self.0.render()
+    }
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["string", "array"], "items": { "type": "string" } })
     }
 }
 
@@ -151,5 +157,9 @@ impl FromYaml for PythonCode {
     }
     fn render(&self) -> String {
         "{}".to_owned()
+    }
+    /// Only empty: Python code is refused at install as at `wasmhub config check`.
+    fn json_schema() -> serde_json::Value {
+        serde_json::json!({ "type": ["object", "null"], "maxProperties": 0 })
     }
 }

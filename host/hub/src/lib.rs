@@ -15,6 +15,7 @@ mod access;
 mod api;
 mod culler;
 mod error;
+mod lease;
 mod login;
 mod metrics;
 mod oauth;
@@ -22,7 +23,6 @@ mod openapi;
 mod pages;
 mod periodic;
 mod policy;
-mod lease;
 mod run;
 mod spawns;
 mod startup;
@@ -51,13 +51,13 @@ use crate::error::{ApiError, error_response};
 
 pub use api::shutdown::ShutdownRequest;
 pub use culler::{CullSweep, CullerConfig};
+pub use lease::{Lease, LeaseSettings};
 pub use login::authenticator::{
     Authenticator, AuthenticatorConfigError, DummyAuthenticator, LoginForm, SharedPasswordAuthenticator,
     VerifiedIdentity,
 };
 pub use login::throttle::ThrottleSettings;
 pub use policy::Policies;
-pub use lease::{Lease, LeaseSettings};
 pub use run::{RunError, RunSettings, run};
 pub use spawns::AdoptionReport;
 pub use startup::apply as apply_startup_state;

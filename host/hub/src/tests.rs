@@ -932,7 +932,8 @@ async fn one_hub_acts_on_a_database_and_the_next_one_as_soon_as_it_lets_go() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio_util::sync::CancellationToken;
     let first = test_hub().await;
-    let settings = crate::RunSettings { poll_interval: Duration::from_secs(60), culler: None, route_check_interval: None };
+    let settings =
+        crate::RunSettings { poll_interval: Duration::from_secs(60), culler: None, route_check_interval: None };
     // A second hub process on the same database.
     let second = |wait: bool| {
         let hub = Hub::new(

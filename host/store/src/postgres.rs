@@ -32,11 +32,8 @@ impl PostgresStore {
 
     /// Connects with options built in code, e.g. a URL with another database name.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(CONNECTION_WAIT)
-            .connect_with(options)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(CONNECTION_WAIT).connect_with(options).await?;
         migrator().run(&pool).await?;
         Ok(Self { pool, verified: Arc::new(VerifiedTokens::new()), auth_generation: Arc::default() })
     }
