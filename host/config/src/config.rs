@@ -1,5 +1,6 @@
 //! The whole file: the top-level sections, `cull`, `scheduling`, and `wasmhub`, the settings that are ours.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::ChartOnly;
@@ -279,6 +280,11 @@ section! {
     pub struct Policies {
         /// Folder of policy components, hot-loaded; null uses the built-in defaults (JupyterHub's behaviour).
         dir("dir"): Option<PathBuf> = None,
+        /// Read by the Helm chart only: policy files by their path in the folder (text), mounted at `dir` from a
+        /// ConfigMap, which the hub reloads when it changes.
+        files("files"): BTreeMap<String, String> = BTreeMap::new(),
+        /// Read by the Helm chart only: binary policy files (components) by their path in the folder, base64.
+        binary_files("binaryFiles"): BTreeMap<String, String> = BTreeMap::new(),
     }
 }
 

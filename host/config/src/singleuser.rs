@@ -68,6 +68,8 @@ section! {
         network_policy("networkPolicy"): ChartOnly = ChartOnly::default(),
         /// Read by the Helm chart only.
         cloud_metadata("cloudMetadata"): ChartOnly = ChartOnly::default(),
+        /// Read by the Helm chart only (the image of the `block-cloud-metadata` init container).
+        network_tools("networkTools"): ChartOnly = ChartOnly::default(),
         /// Read by the Helm chart only.
         extra_files("extraFiles"): ChartOnly = ChartOnly::default(),
     }

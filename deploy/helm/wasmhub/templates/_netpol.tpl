@@ -1,0 +1,115 @@
+{{- /*
+NetworkPolicies as z2jh writes them, from the same keys: `enabled`, `ingress` and `egress` (extra rules),
+`egressAllowRules` (which destinations pods may reach), `allowedIngressPorts` (ports open to anyone) and
+`interNamespaceAccessLabels` (`ignore`, or `accept` to honour the access labels on other namespaces too).
+Arguments: root, name, component, settings (the values' networkPolicy), allowRules (this component's defaults),
+ingressFrom (a list of [access label, port] pairs), egressTo (rules every such pod needs).
+*/}}
+{{- define "wasmhub.networkPolicy" -}}
+{{- $settings := default dict .settings -}}
+{{- $known := list "enabled" "ingress" "egress" "egressAllowRules" "allowedIngressPorts" "interNamespaceAccessLabels" -}}
+{{- range $key, $_ := $settings -}}
+{{- if not (has $key $known) -}}
+{{- fail (printf "%s.networkPolicy.%s: unknown key; known keys: %s" $.name $key (join ", " $known)) -}}
+{{- end -}}
+{{- end -}}
+{{- $namespaces := default "ignore" $settings.interNamespaceAccessLabels -}}
+{{- if not (has $namespaces (list "ignore" "accept")) -}}
+{{- fail (printf "%s.networkPolicy.interNamespaceAccessLabels: expected ignore or accept, found %s" $.name $namespaces) -}}
+{{- end -}}
+{{- $rules := merge (deepCopy (default dict $settings.egressAllowRules)) .allowRules -}}
+{{- $private := list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" -}}
+{{- $dns := list (dict "port" 53 "protocol" "UDP") (dict "port" 53 "protocol" "TCP") -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "wasmhub.name" (dict "root" .root "name" .name) }}
+  labels:
+    {{- include "wasmhub.labels" (dict "root" .root "component" .component) | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "wasmhub.selector" (dict "root" .root "component" .component) | nindent 6 }}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    {{- range .ingressFrom }}
+    - ports:
+        - port: {{ index . 1 }}
+      from:
+        - podSelector:
+            matchLabels:
+              {{ index . 0 }}: "true"
+        {{- if eq $namespaces "accept" }}
+        - namespaceSelector:
+            matchLabels:
+              {{ index . 0 }}: "true"
+        - podSelector:
+            matchLabels:
+              {{ index . 0 }}: "true"
+          namespaceSelector:
+            matchLabels:
+              {{ index . 0 }}: "true"
+        {{- end }}
+    {{- end }}
+    {{- with $settings.allowedIngressPorts }}
+    - ports:
+        {{- range . }}
+        - port: {{ . }}
+        {{- end }}
+    {{- end }}
+    {{- with $settings.ingress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  egress:
+    {{- with .egressTo }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- if $rules.cloudMetadataServer }}
+    - to:
+        - ipBlock:
+            cidr: 169.254.169.254/32
+    {{- end }}
+    {{- if $rules.dnsPortsCloudMetadataServer }}
+    - to:
+        - ipBlock:
+            cidr: 169.254.169.254/32
+      ports: {{ toJson $dns }}
+    {{- end }}
+    {{- if $rules.dnsPortsKubeSystemNamespace }}
+    - to:
+        - namespaceSelector:
+            matchLabels:
+              kubernetes.io/metadata.name: kube-system
+      ports: {{ toJson $dns }}
+    {{- end }}
+    {{- if $rules.dnsPortsPrivateIPs }}
+    - to:
+        {{- range $private }}
+        - ipBlock:
+            cidr: {{ . }}
+        {{- end }}
+      ports: {{ toJson $dns }}
+    {{- end }}
+    {{- if $rules.nonPrivateIPs }}
+    - to:
+        - ipBlock:
+            cidr: 0.0.0.0/0
+            except:
+              {{- range $private }}
+              - {{ . }}
+              {{- end }}
+              {{- if not $rules.cloudMetadataServer }}
+              - 169.254.169.254/32
+              {{- end }}
+    {{- end }}
+    {{- if $rules.privateIPs }}
+    - to:
+        {{- range $private }}
+        - ipBlock:
+            cidr: {{ . }}
+        {{- end }}
+    {{- end }}
+    {{- with $settings.egress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}

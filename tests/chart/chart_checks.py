@@ -1,0 +1,254 @@
+"""Offline checks of the Helm chart (deploy/helm/wasmhub), run by tests/tests/chart.rs with the `k8s` peer venv:
+Helm 4 in-process (helm-python-sdk) renders and lints, kubernetes-validate checks every object against the
+Kubernetes schemas. Usage: chart_checks.py CHECK --repo DIR --wasmhub BIN. Prints what failed and exits 1."""
+
+import argparse
+import base64
+import copy
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+KUBERNETES_VERSIONS = [f"1.{minor}.0" for minor in range(30, 38)]
+# Fixed secrets, so renders are comparable; without them the chart keeps the release's or generates new ones.
+FIXED_SECRETS = {"proxy": {"secretToken": "0" * 64}, "hub": {"cookieSecret": "1" * 64}}
+
+
+def merged(base, extra):
+    """`extra` deep-merged into a copy of `base`, as Helm merges values files."""
+    result = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+class Checks:
+    def __init__(self, repo, wasmhub):
+        self.repo = pathlib.Path(repo)
+        self.chart = self.repo / "deploy/helm/wasmhub"
+        self.wasmhub = wasmhub
+        self.failures = []
+
+    def fail(self, message):
+        self.failures.append(message)
+
+    def value_sets(self):
+        """Default values, every example of deploy/examples/ unchanged, and the chart's own variants."""
+        sets = {"defaults": {}}
+        for example in sorted((self.repo / "deploy/examples").glob("*.yaml")):
+            sets[example.stem] = yaml.safe_load(example.read_text()) or {}
+        sets["postgres-https-ingress-policies"] = {
+            "hub": {"db": {"type": "postgres", "url": "postgres://hub@db:5432/hub", "password": "pw"}},
+            "proxy": {"https": {"enabled": True, "type": "secret", "hosts": ["hub.example.org"],
+                                "secret": {"name": "hub-tls"}}},
+            "ingress": {"enabled": True, "hosts": ["hub.example.org"]},
+            "wasmhub": {"policies": {"files": {"gpu-cull.yaml": "hook: cull\n"},
+                                     "binaryFiles": {"components/gpu.wasm": base64.b64encode(b"\0asm").decode()}}},
+            "hub.pdb": None,
+        }
+        del sets["postgres-https-ingress-policies"]["hub.pdb"]
+        sets["manual-tls-offload-off"] = {
+            "proxy": {"https": {"enabled": True, "type": "manual", "manual": {"cert": "CERT", "key": "KEY"}}},
+            "hub": {"pdb": {"enabled": True}}, "fullnameOverride": "jh",
+        }
+        return sets
+
+    def render(self, values, fixed=True):
+        with helm.Chart.load(str(self.chart)) as chart:
+            rendered = chart.render(merged(values, FIXED_SECRETS) if fixed else values, name="jhub",
+                                    namespace="jhub", is_install=True)
+        return {path: text for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")}
+
+    def objects(self, rendered):
+        return [(path, doc) for path, text in rendered.items() for doc in yaml.safe_load_all(text) if doc]
+
+    def hub_config(self, objects):
+        for _, doc in objects:
+            if doc["kind"] == "Secret" and "values.yaml" in doc.get("data", {}):
+                return base64.b64decode(doc["data"]["values.yaml"]).decode()
+        raise AssertionError("no hub Secret with values.yaml")
+
+    # --- the checks -------------------------------------------------------------------------------------------
+
+    def check_lint(self):
+        for name, values in self.value_sets().items():
+            for version in (KUBERNETES_VERSIONS[0], KUBERNETES_VERSIONS[-1]):
+                result = helm.lint(str(self.chart), merged(values, FIXED_SECRETS), strict=True,
+                                   namespace="jhub", kube_version=f"v{version}")
+                findings = result.get("errors", []) + [
+                    f"{message['path']}: {message['error']}" for message in result.get("messages", [])
+                    if message.get("severity", 0) >= 2]
+                for finding in findings:
+                    self.fail(f"lint {name} (Kubernetes {version}): {finding}")
+
+    def check_validate(self):
+        for name, values in self.value_sets().items():
+            for path, doc in self.objects(self.render(values)):
+                for version in KUBERNETES_VERSIONS:
+                    try:
+                        kubernetes_validate.validate(doc, version, strict=True)
+                    except kubernetes_validate.ValidationError as error:
+                        where = ".".join(map(str, error.path))
+                        self.fail(f"{name}: {path} {doc['kind']}/{doc['metadata']['name']} on {version}: {where}: "
+                                  f"{error.message}")
+                    except kubernetes_validate.SchemaNotFoundError:
+                        self.fail(f"{name}: {path}: no schema for {doc['apiVersion']}/{doc['kind']} on {version}")
+            self.check_references(name, self.objects(self.render(values)))
+
+    def check_references(self, name, objects):
+        """What the schemas cannot see: selectors that select, ports and accounts and volumes that exist."""
+        by_kind = {}
+        for _, doc in objects:
+            by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+        templates = [doc["spec"]["template"] for doc in by_kind.get("Deployment", {}).values()]
+        for deployment in by_kind.get("Deployment", {}).values():
+            selector = deployment["spec"]["selector"]["matchLabels"]
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            if any(labels.get(key) != value for key, value in selector.items()):
+                self.fail(f"{name}: Deployment/{deployment['metadata']['name']}: selector does not match its pods")
+            spec = deployment["spec"]["template"]["spec"]
+            account = spec.get("serviceAccountName")
+            if account and account not in by_kind.get("ServiceAccount", {}):
+                self.fail(f"{name}: Deployment/{deployment['metadata']['name']}: no ServiceAccount {account}")
+            for volume in spec.get("volumes", []):
+                claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+                config_map = volume.get("configMap", {}).get("name")
+                if claim and claim not in by_kind.get("PersistentVolumeClaim", {}):
+                    self.fail(f"{name}: volume {volume['name']}: no claim {claim}")
+                if config_map and config_map not in by_kind.get("ConfigMap", {}):
+                    self.fail(f"{name}: volume {volume['name']}: no ConfigMap {config_map}")
+        for service in by_kind.get("Service", {}).values():
+            selector = service["spec"]["selector"]
+            pods = [t for t in templates if all(t["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+            if not pods:
+                self.fail(f"{name}: Service/{service['metadata']['name']} selects no pods")
+            ports = {port["name"] for pod in pods for c in pod["spec"]["containers"] for port in c.get("ports", [])}
+            for port in service["spec"]["ports"]:
+                target = port.get("targetPort")
+                if isinstance(target, str) and target not in ports:
+                    self.fail(f"{name}: Service/{service['metadata']['name']}: targetPort {target} names no port")
+        for binding in by_kind.get("RoleBinding", {}).values():
+            if binding["roleRef"]["name"] not in by_kind.get("Role", {}):
+                self.fail(f"{name}: RoleBinding/{binding['metadata']['name']}: no Role {binding['roleRef']['name']}")
+
+    def check_golden(self):
+        golden = self.repo / "tests/chart/golden"
+        for name, values in self.value_sets().items():
+            rendered = self.render(values)
+            text = "".join(f"# {path}\n{body.strip()}\n" for path, body in rendered.items())
+            # The hub's config is base64 in its Secret: shown decoded too, so a review sees what the hub reads.
+            text += "# the hub's config file (hub Secret, values.yaml, decoded)\n"
+            text += "".join(f"#   {line}\n" for line in self.hub_config(self.objects(rendered)).splitlines())
+            path = golden / f"{name}.yaml"
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+                self.fail(f"tests/chart/golden/{name}.yaml was out of date and has been rewritten; review it")
+
+    def check_config(self):
+        for name, values in self.value_sets().items():
+            config = self.hub_config(self.objects(self.render(values)))
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+                file.write(config)
+                file.flush()
+                result = subprocess.run([self.wasmhub, "config", "check", file.name], capture_output=True, text=True)
+            if result.returncode != 0:
+                self.fail(f"{name}: the rendered hub config fails `wasmhub config check`:\n{result.stdout}"
+                          f"{result.stderr}")
+
+    def check_unknown_keys(self):
+        """A misspelt key fails the install with the hint `wasmhub config check` gives for it."""
+        cases = [{"hubb": {"baseUrl": "/"}}, {"singleuser": {"defaultUrll": "/lab"}},
+                 {"hub": {"config": {"Authenticator": {"admin_user": ["alice"]}}}},
+                 {"cull": {"timout": 10}}, {"singleuser": {"profileList": [{"display_name": "x", "slugg": "x"}]}}]
+        for values in cases:
+            try:
+                self.render(values)
+                self.fail(f"{values}: rendered without complaint")
+                continue
+            except helm.HelmError as error:
+                chart_says = str(error)
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+                yaml.safe_dump(values, file)
+                file.flush()
+                result = subprocess.run([self.wasmhub, "config", "check", file.name], capture_output=True, text=True)
+            # `FILE:LINE:COLUMN: path: unknown key; did you mean x?` from the check, the same tail from the chart.
+            said = [line.split(": ", 1)[1] for line in result.stdout.splitlines() + result.stderr.splitlines()
+                    if "unknown key" in line]
+            if not said:
+                self.fail(f"{values}: `wasmhub config check` found no unknown key")
+            for line in said:
+                if line not in chart_says:
+                    self.fail(f"{values}: the chart does not say {line!r}; it said: {chart_says}")
+
+    def check_schema(self):
+        """values.schema.json, generated from host/config, refuses a value of the wrong type at install."""
+        for values, where in [({"cull": {"timeout": "soon"}}, "/cull/timeout"),
+                              ({"hub": {"db": {"type": "oracle"}}}, "/hub/db/type"),
+                              ({"hub": {"extraConfig": {"a": "print(1)"}}}, "/hub/extraConfig")]:
+            try:
+                self.render(values)
+                self.fail(f"{values}: accepted")
+            except helm.HelmError as error:
+                if where not in str(error):
+                    self.fail(f"{values}: the error does not name {where}: {error}")
+
+    def check_checksums(self):
+        """A hub config change restarts the hub (its checksum changes) and leaves the proxy alone."""
+        def annotations(values):
+            pods = {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["annotations"]
+                    for _, doc in self.objects(self.render(values)) if doc["kind"] == "Deployment"}
+            return pods["hub"], pods["proxy"]
+        hub_before, proxy_before = annotations({})
+        hub_after, proxy_after = annotations({"hub": {"config": {"Authenticator": {"admin_users": ["alice"]}}}})
+        if hub_before["checksum/config"] == hub_after["checksum/config"]:
+            self.fail("a hub config change left the hub's checksum/config unchanged")
+        if proxy_before != proxy_after:
+            self.fail("a hub config change changed the proxy's annotations (it would restart the proxy)")
+        _, proxy_hold = annotations({"wasmhub": {"proxy": {"defaultTargetHold": 5}}})
+        if proxy_hold == proxy_before:
+            self.fail("a change of the proxy's settings left its annotations unchanged")
+
+    def check_settings(self):
+        """Keys the chart reads have their effect on the objects."""
+        objects = self.objects(self.render({"wasmhub": {"proxy": {"defaultTargetHold": 7}},
+                                            "hub": {"db": {"type": "postgres", "url": "postgres://db/hub"}}}))
+        by_name = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in objects}
+        proxy = by_name[("Deployment", "proxy")]["spec"]["template"]["spec"]["containers"][0]
+        if "--default-target-hold=7" not in proxy["args"]:
+            self.fail(f"wasmhub.proxy.defaultTargetHold: not on the proxy's command line: {proxy['args']}")
+        hub = by_name[("Deployment", "hub")]["spec"]
+        if hub["strategy"]["type"] != "RollingUpdate" or ("PersistentVolumeClaim", "hub-db-dir") in by_name:
+            self.fail("hub.db.type postgres: expected a RollingUpdate hub and no hub-db-dir claim")
+        config = yaml.safe_load(self.hub_config(objects))
+        blocked = config["singleuser"]["initContainers"][0]
+        if blocked["name"] != "block-cloud-metadata" or "169.254.169.254" not in blocked["command"]:
+            self.fail(f"singleuser.cloudMetadata.blockWithIptables: no init container in {blocked}")
+        objects = self.objects(self.render({"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}))
+        if self.hub_config(objects).count("block-cloud-metadata"):
+            self.fail("singleuser.cloudMetadata.blockWithIptables: false still blocks")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("check")
+    parser.add_argument("--repo", required=True)
+    parser.add_argument("--wasmhub", required=True)
+    args = parser.parse_args()
+    checks = Checks(args.repo, args.wasmhub)
+    getattr(checks, f"check_{args.check}")()
+    for failure in checks.failures:
+        print(failure)
+    sys.exit(1 if checks.failures else 0)
+
+
+if __name__ == "__main__":
+    main()
