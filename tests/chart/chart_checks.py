@@ -236,6 +236,41 @@ class Checks:
         if self.hub_config(objects).count("block-cloud-metadata"):
             self.fail("singleuser.cloudMetadata.blockWithIptables: false still blocks")
 
+        # The user scheduler runs and user pods name it; podPriority gives them a class; placeholders use both.
+        def scheduling(values):
+            objects = self.objects(self.render(values))
+            kinds = {(doc["kind"], doc["metadata"]["name"]) for _, doc in objects}
+            spawner = yaml.safe_load(self.hub_config(objects))["hub"]["config"].get("KubeSpawner") or {}
+            return kinds, spawner
+        kinds, spawner = scheduling({"scheduling": {"podPriority": {"enabled": True},
+                                                    "userPlaceholder": {"replicas": 2}}})
+        for wanted in [("Deployment", "user-scheduler"), ("PriorityClass", "jhub-default-priority"),
+                       ("PriorityClass", "jhub-user-placeholder-priority"), ("StatefulSet", "user-placeholder")]:
+            if wanted not in kinds:
+                self.fail(f"scheduling: no {wanted[0]}/{wanted[1]}")
+        if spawner.get("scheduler_name") != "jhub-user-scheduler" or \
+                spawner.get("priority_class_name") != "jhub-default-priority":
+            self.fail(f"scheduling: user pods are not sent to the user scheduler with a priority: {spawner}")
+        kinds, spawner = scheduling({"scheduling": {"userScheduler": {"enabled": False},
+                                                    "userPlaceholder": {"enabled": False}},
+                                     "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}}})
+        if "scheduler_name" in spawner or any(name in {"user-scheduler", "user-placeholder", "hook-image-puller",
+                                                       "continuous-image-puller"} for _, name in kinds):
+            self.fail(f"switched off, still there: {sorted(kinds)} {spawner}")
+
+        # Every image of the profiles is pulled ahead, by the hook and on nodes that join later.
+        objects = self.objects(self.render({"singleuser": {"profileList": [
+            {"display_name": "GPU", "kubespawner_override": {"image": "example.org/gpu:1"},
+             "profile_options": {"flavour": {"display_name": "Flavour", "choices": {
+                 "r": {"display_name": "R", "kubespawner_override": {"image": "example.org/r:2"}}}}}}]},
+            "prePuller": {"extraImages": {"tools": {"name": "example.org/tools", "tag": "3"}}}}))
+        for puller in ("hook-image-puller", "continuous-image-puller"):
+            daemonset = next(doc for _, doc in objects if doc["metadata"]["name"] == puller)
+            pulled = {c["image"] for c in daemonset["spec"]["template"]["spec"]["initContainers"]}
+            for image in ("example.org/gpu:1", "example.org/r:2", "example.org/tools:3"):
+                if image not in pulled:
+                    self.fail(f"{puller} does not pull {image}: {sorted(pulled)}")
+
 
 def main():
     parser = argparse.ArgumentParser()

@@ -36,9 +36,9 @@ release: {{ .root.Release.Name }}
 {{- /* The security settings of every pod the chart runs: no root, no privilege, a read-only root filesystem. */}}
 {{- define "wasmhub.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 65534
-runAsGroup: 65534
-fsGroup: 65534
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
@@ -102,6 +102,18 @@ accepts it (a test renders and checks it).
 {{- $_ := set $chp "should_start" false -}}
 {{- $_ := set $chp "api_url" (printf "http://%s:8001" $proxyApi) -}}
 {{- $_ := set $hubConfig "ConfigurableHTTPProxy" $chp -}}
+{{- /* User pods go to the user scheduler and get the default priority when the chart runs them (z2jh's mapping);
+       hub.config.KubeSpawner still wins. */ -}}
+{{- $kubespawner := default dict $hubConfig.KubeSpawner -}}
+{{- if and .Values.scheduling.userScheduler.enabled (not (hasKey $kubespawner "scheduler_name")) -}}
+{{- $_ := set $kubespawner "scheduler_name" (include "wasmhub.userSchedulerName" .) -}}
+{{- end -}}
+{{- if and .Values.scheduling.podPriority.enabled (not (hasKey $kubespawner "priority_class_name")) -}}
+{{- $_ := set $kubespawner "priority_class_name" (include "wasmhub.priorityName" (dict "root" . "name" "default")) -}}
+{{- end -}}
+{{- if $kubespawner -}}
+{{- $_ := set $hubConfig "KubeSpawner" $kubespawner -}}
+{{- end -}}
 {{- $_ := set $config.hub "config" $hubConfig -}}
 {{- if eq (toString $config.hub.db.type) "sqlite-pvc" -}}
 {{- $_ := set $config.hub.db "url" (default "sqlite:///srv/wasmhub/wasmhub.sqlite" $config.hub.db.url) -}}
@@ -143,4 +155,53 @@ accepts it (a test renders and checks it).
 - key: {{ $path | replace "/" "__" }}
   path: {{ $path }}
 {{- end }}
+{{- end }}
+
+{{- /*
+Every image user pods may need, as `name: image` lines: the single-user image, the network tools when cloud
+metadata is blocked, init and extra containers, the images of profileList and its choices (unless
+prePuller.pullProfileListImages is false), and prePuller.extraImages.
+*/}}
+{{- define "wasmhub.userImages" -}}
+{{- $singleuser := .Values.singleuser -}}
+{{- $images := dict "singleuser" (include "wasmhub.image" $singleuser.image) -}}
+{{- if $singleuser.cloudMetadata.blockWithIptables -}}
+{{- $_ := set $images "network-tools" (include "wasmhub.image" $singleuser.networkTools.image) -}}
+{{- end -}}
+{{- range $index, $container := concat (default list $singleuser.initContainers) (default list $singleuser.extraContainers) -}}
+{{- if $container.image -}}
+{{- $_ := set $images (printf "container-%d" $index) $container.image -}}
+{{- end -}}
+{{- end -}}
+{{- if $.Values.prePuller.pullProfileListImages -}}
+{{- range $index, $profile := default list $singleuser.profileList -}}
+{{- with $profile.kubespawner_override -}}
+{{- if .image -}}
+{{- $_ := set $images (printf "profile-%d" $index) .image -}}
+{{- end -}}
+{{- end -}}
+{{- range $option, $settings := default dict $profile.profile_options -}}
+{{- range $choice, $chosen := default dict $settings.choices -}}
+{{- with $chosen.kubespawner_override -}}
+{{- if .image -}}
+{{- $_ := set $images (printf "profile-%d-%s-%s" $index $option $choice | lower | replace "_" "-" | trunc 50) .image -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $image := default dict $.Values.prePuller.extraImages -}}
+{{- $_ := set $images (printf "extra-%s" $name | lower | replace "_" "-") (include "wasmhub.image" $image) -}}
+{{- end -}}
+{{- toYaml $images -}}
+{{- end }}
+
+{{- /* The user scheduler's name, which user pods name as their schedulerName. */}}
+{{- define "wasmhub.userSchedulerName" -}}
+{{- printf "%s-user-scheduler" .Release.Name -}}
+{{- end }}
+
+{{- define "wasmhub.priorityName" -}}
+{{- printf "%s-%s-priority" .root.Release.Name .name -}}
 {{- end }}
