@@ -59,6 +59,13 @@ fn a_misspelt_key_fails_the_install_with_the_same_hint_as_config_check() {
     check("unknown_keys");
 }
 
+/// A pre-install/pre-upgrade hook runs `wasmhub config check` on the config the hub would get, so what only the
+/// hub's own check refuses fails the upgrade before anything changes.
+#[test]
+fn an_upgrade_with_a_config_the_hub_refuses_fails_before_it_changes_anything() {
+    check("config_hook");
+}
+
 /// `values.schema.json`, generated from host/config, refuses a value of the wrong type.
 #[test]
 fn a_value_of_the_wrong_type_fails_the_install() {

@@ -134,6 +134,10 @@ impl FromYaml for ChartOnly {
     }
 }
 
+/// Why Python code is refused, here and by the chart (`deploy/helm/wasmhub/templates/_keys.tpl` says the same).
+pub(crate) const PYTHON_CODE_REFUSED: &str = "wasmhub does not run Python configuration; express this as a policy \
+                                              plugin (wasmhub.policies.dir) or as settings in this file";
+
 /// Python code, which z2jh runs inside JupyterHub's config file; wasmhub refuses it with a pointer to policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PythonCode;
@@ -149,8 +153,7 @@ impl FromYaml for PythonCode {
             _ => false,
         };
         if !empty {
-            let message = "wasmhub does not run Python configuration; express this as a policy plugin \
-                           (wasmhub.policies.dir) or as settings in this file";
+            let message = PYTHON_CODE_REFUSED;
             ctx.error_at(node, path, ErrorKind::Unsupported(message.to_owned()));
         }
         Some(PythonCode)
@@ -158,8 +161,8 @@ impl FromYaml for PythonCode {
     fn render(&self) -> String {
         "{}".to_owned()
     }
-    /// Only empty: Python code is refused at install as at `wasmhub config check`.
+    /// Any shape: the chart refuses Python code itself, with the same pointer to policies as `wasmhub config check`.
     fn json_schema() -> serde_json::Value {
-        serde_json::json!({ "type": ["object", "null"], "maxProperties": 0 })
+        serde_json::json!({})
     }
 }

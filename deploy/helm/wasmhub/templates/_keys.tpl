@@ -9,6 +9,9 @@ files/keys.json, generated from host/config's declarations. Helm checks values.s
 {{- $problems := list -}}
 {{- $tree := .Files.Get "files/keys.json" | fromJson -}}
 {{- $problems = include "wasmhub.walkKeys" (dict "values" .Values "tree" $tree "path" "") | trim -}}
+{{- if .Values.hub.extraConfig -}}
+{{- $problems = printf "%s\nhub.extraConfig: wasmhub does not run Python configuration; express this as a policy plugin (wasmhub.policies.dir) or as settings in this file" $problems | trim -}}
+{{- end -}}
 {{- if $problems -}}
 {{- fail (printf "\n%s" $problems) -}}
 {{- end -}}
