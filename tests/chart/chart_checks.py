@@ -297,13 +297,26 @@ class Checks:
                     self.fail(f"{puller} does not pull {image}: {sorted(pulled)}")
 
 
+def print_manifest(checks, values_files):
+    """Prints the objects the chart renders for `values_files` (merged in order), as one JSON list, for the
+    end-to-end test that runs them."""
+    values = {}
+    for path in values_files:
+        values = merged(values, yaml.safe_load(pathlib.Path(path).read_text()) or {})
+    print(json.dumps([doc for _, doc in checks.objects(checks.render(values))]))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("check")
     parser.add_argument("--repo", required=True)
     parser.add_argument("--wasmhub", required=True)
+    parser.add_argument("--values", action="append", default=[])
     args = parser.parse_args()
     checks = Checks(args.repo, args.wasmhub)
+    if args.check == "manifest":
+        print_manifest(checks, args.values)
+        return
     getattr(checks, f"check_{args.check}")()
     for failure in checks.failures:
         print(failure)

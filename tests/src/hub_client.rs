@@ -17,6 +17,27 @@ use crate::hub_harness::{ADMIN_TOKEN, RunningHub};
 /// The password the test configs give `DummyAuthenticator`.
 pub const PASSWORD: &str = "shared-secret-password";
 
+/// Where browsers reach a hub: a [`RunningHub`], or the chart's proxy in the chart's end-to-end test.
+pub trait Site {
+    /// The proxy's public port on 127.0.0.1.
+    fn public_port(&self) -> u16;
+    /// `hub.baseUrl` without its trailing slash, or empty.
+    fn base_path(&self) -> &str;
+    /// The public URL with the base path.
+    fn prefixed_url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.public_port(), self.base_path())
+    }
+}
+
+impl Site for RunningHub {
+    fn public_port(&self) -> u16 {
+        self.public_port
+    }
+    fn base_path(&self) -> &str {
+        RunningHub::base_path(self)
+    }
+}
+
 /// A browser: a cookie jar and the hub's public URL.
 pub struct Browser {
     pub client: reqwest::Client,
@@ -26,7 +47,7 @@ pub struct Browser {
 
 impl Browser {
     /// A browser with an empty cookie jar, pointed at the hub's public URL.
-    pub fn new(hub: &RunningHub) -> Browser {
+    pub fn new(hub: &impl Site) -> Browser {
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
             .cookie_provider(jar.clone())
@@ -99,7 +120,7 @@ pub async fn admin_api(hub: &RunningHub, method: reqwest::Method, path: &str) ->
 /// The browser's way into a user's running server, as `browser` (who must be allowed in): `/user/<user>/lab`
 /// through the server's OAuth flow to JupyterLab's page, `/api/contents` with cookies only, then a kernel started
 /// with the server's XSRF cookie computes `1+1` over its WebSocket. `server_log` is added to a failure to open lab.
-pub async fn use_jupyterlab(hub: &RunningHub, browser: &Browser, user: &str, server_log: &str) -> Result<()> {
+pub async fn use_jupyterlab(hub: &impl Site, browser: &Browser, user: &str, server_log: &str) -> Result<()> {
     // The OAuth flow: /user/<user>/lab -> /hub/api/oauth2/authorize -> /user/<user>/oauth_callback -> back.
     let lab = browser.client.get(format!("{}/user/{user}/lab", browser.base)).send().await?;
     let lab_url = lab.url().path().to_owned();
@@ -144,7 +165,7 @@ pub async fn use_jupyterlab(hub: &RunningHub, browser: &Browser, user: &str, ser
 
 /// Runs `code` over the kernel's `channels` WebSocket with the browser's cookies, and returns the text result.
 pub async fn execute(
-    hub: &RunningHub,
+    hub: &impl Site,
     user: &str,
     cookies: &str,
     xsrf: &str,
@@ -157,7 +178,7 @@ pub async fn execute(
 
 /// A kernel's `channels` WebSocket through the proxy, opened with the browser's cookies.
 pub async fn kernel_socket(
-    hub: &RunningHub,
+    hub: &impl Site,
     user: &str,
     cookies: &str,
     xsrf: &str,
@@ -166,7 +187,7 @@ pub async fn kernel_socket(
     let session = format!("{:x}", Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
     let url = format!(
         "ws://127.0.0.1:{}{}/user/{user}/api/kernels/{kernel_id}/channels?session_id={session}&_xsrf={xsrf}",
-        hub.public_port,
+        hub.public_port(),
         hub.base_path()
     );
     let mut request = url.as_str().into_client_request()?;

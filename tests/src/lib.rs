@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod hub_client;
 pub mod hub_harness;
+pub mod pod;
 pub mod postgres;
 pub mod proxy_harness;
 

@@ -29,6 +29,7 @@ async fn fake_cluster(kubelet_step: Duration, work_dir: &Path) -> Result<FakeApi
             // jupyter_server refuses to run as root without it; the pods of a real cluster run as uid 1000.
             extra_args: if running_as_root { vec!["--allow-root".into()] } else { Vec::new() },
             work_dir: work_dir.to_owned(),
+            command_prefix: Vec::new(),
         }),
     );
     Ok(fake)

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use api::ApiCalls;
+pub use api::{AccessRule, ApiCalls};
 pub use kubelet::{NODE_NAME, PodMatch, ProcessBacking, Scenario};
 pub use resources::Resource;
 pub use status::{Cause, Status};
@@ -101,6 +101,8 @@ impl FakeApiServer {
             bookmark_interval: config.bookmark_interval,
             calls: Default::default(),
             failures: Default::default(),
+            access: Default::default(),
+            refused: Default::default(),
             watch_generation,
             open_watches: Default::default(),
         });
@@ -140,6 +142,17 @@ impl FakeApiServer {
             url = self.url(),
             namespace = self.namespace
         )
+    }
+
+    /// From now on every request must be allowed by one of `rules`, as RBAC allows a Role's subject (a refused
+    /// request gets RBAC's 403 and is recorded in [`FakeApiServer::refused_calls`]).
+    pub fn enforce_access(&self, rules: Vec<AccessRule>) {
+        *self.shared.access.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(rules);
+    }
+
+    /// The requests the access rules refused, as (verb, resource plural).
+    pub fn refused_calls(&self) -> Vec<(String, String)> {
+        self.shared.refused.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Pods matching `matcher` follow `scenario` from now on; later calls win. Unmatched pods run (simulated).

@@ -220,6 +220,7 @@ async fn process_backed_pods_of_two_fakes_get_different_addresses() {
             bin_dir: None,
             extra_args: Vec::new(),
             work_dir: work.path().to_owned(),
+            command_prefix: Vec::new(),
         };
         fake.set_scenario(PodMatch::Any, Scenario::Process(backing));
         let pods: Api<Pod> = Api::default_namespaced(client(&fake).await);

@@ -33,6 +33,10 @@ pub(crate) struct Shared {
     pub(crate) calls: Mutex<ApiCalls>,
     /// Requests still to fail, and with which code (fault injection).
     pub(crate) failures: Mutex<(u64, u16)>,
+    /// The rules a Role grants the client, as RBAC enforces them; none allows everything.
+    pub(crate) access: Mutex<Option<Vec<AccessRule>>>,
+    /// Calls the access rules refused, as (verb, resource).
+    pub(crate) refused: Mutex<Vec<(String, String)>>,
     /// Bumped to end every open watch (a dropped connection, as after an API server restart).
     pub(crate) watch_generation: watch::Sender<u64>,
     pub(crate) open_watches: AtomicU64,
@@ -69,13 +73,43 @@ async fn version() -> axum::Json<Value> {
     }))
 }
 
+/// One rule of a Role (core API group): these verbs on these resources, `*` for any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+impl AccessRule {
+    fn allows(&self, verb: &str, resource: &str) -> bool {
+        let has = |list: &[String], wanted: &str| list.iter().any(|item| item == "*" || item == wanted);
+        has(&self.resources, resource) && has(&self.verbs, verb)
+    }
+}
+
 impl Shared {
-    /// Counts the request and answers an injected failure if one is pending.
+    /// Counts the request, refuses it as RBAC would when the access rules do not allow it, and answers an
+    /// injected failure if one is pending.
     fn admit(&self, verb: &str, resource: Resource) -> Result<(), Status> {
         {
             let mut calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             *calls.entry((verb.to_owned(), resource.plural().to_owned())).or_insert(0) += 1;
         }
+        let access = self.access.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(rules) = access.as_ref()
+            && !rules.iter().any(|rule| rule.allows(verb, resource.plural()))
+        {
+            self.refused
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push((verb.to_owned(), resource.plural().to_owned()));
+            let message = format!(
+                "{plural} is forbidden: the service account cannot {verb} resource \"{plural}\" in API group \"\"",
+                plural = resource.plural()
+            );
+            return Err(Status::new(403, "Forbidden", message));
+        }
+        drop(access);
         let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if failures.0 > 0 {
             failures.0 -= 1;

@@ -45,6 +45,9 @@ pub struct ProcessBacking {
     pub extra_args: Vec<String>,
     /// Folder of each pod's working directory and log file.
     pub work_dir: PathBuf,
+    /// A command the container's command is run through (its program and arguments come last), e.g. one that
+    /// gives the process the pod's view of cluster DNS names; empty runs it directly.
+    pub command_prefix: Vec<String>,
 }
 
 /// Which pods a scenario applies to.
@@ -430,7 +433,14 @@ impl Kubelet {
         let home = work.join("home");
         std::fs::create_dir_all(&home).map_err(|error| format!("cannot create {}: {error}", home.display()))?;
         let log = std::fs::File::create(work.join("container.log")).map_err(|error| error.to_string())?;
-        let mut command = std::process::Command::new(&program);
+        let mut command = match backing.command_prefix.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut command = std::process::Command::new(wrapper);
+                command.args(wrapper_args).arg(&program);
+                command
+            }
+            None => std::process::Command::new(&program),
+        };
         command.args(&argv[1..]).env_clear().current_dir(&home).process_group(0);
         command.stdout(log.try_clone().map_err(|error| error.to_string())?).stderr(log);
         let mut path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());

@@ -63,7 +63,7 @@ pub struct Status {
 }
 
 impl Status {
-    fn new(code: u16, reason: &str, message: String) -> Status {
+    pub(crate) fn new(code: u16, reason: &str, message: String) -> Status {
         Status { code, reason: reason.into(), message, name: None, kind: None, causes: Vec::new() }
     }
 
