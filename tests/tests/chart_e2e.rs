@@ -105,9 +105,8 @@ fn pod_spec(objects: &[Value], deployment: &str, work: &Path) -> Result<PodSpec>
         };
         env.push((name, value));
     }
-    let expand = |arg: &str| {
-        env.iter().fold(arg.to_owned(), |arg, (name, value)| arg.replace(&format!("$({name})"), value))
-    };
+    let expand =
+        |arg: &str| env.iter().fold(arg.to_owned(), |arg, (name, value)| arg.replace(&format!("$({name})"), value));
     let mut args: Vec<String> = Vec::new();
     for list in ["command", "args"] {
         args.extend(container[list].as_array().into_iter().flatten().filter_map(Value::as_str).map(expand));
@@ -122,7 +121,8 @@ fn pod_spec(objects: &[Value], deployment: &str, work: &Path) -> Result<PodSpec>
     let mut mounts = Vec::new();
     let mut empty_dirs = Vec::new();
     for mount in container["volumeMounts"].as_array().into_iter().flatten() {
-        let (name, path) = (mount["name"].as_str().unwrap_or_default(), mount["mountPath"].as_str().unwrap_or_default());
+        let (name, path) =
+            (mount["name"].as_str().unwrap_or_default(), mount["mountPath"].as_str().unwrap_or_default());
         let volume = volumes.get(name).with_context(|| format!("volume {name}"))?;
         let read_only = mount["readOnly"] == true;
         let source = work.join(format!("{deployment}-volume-{name}"));
@@ -149,7 +149,12 @@ fn pod_spec(objects: &[Value], deployment: &str, work: &Path) -> Result<PodSpec>
             let chosen: Vec<(String, String)> = match items.as_array() {
                 Some(items) => items
                     .iter()
-                    .map(|item| (item["key"].as_str().unwrap_or_default().into(), item["path"].as_str().unwrap_or_default().into()))
+                    .map(|item| {
+                        (
+                            item["key"].as_str().unwrap_or_default().into(),
+                            item["path"].as_str().unwrap_or_default().into(),
+                        )
+                    })
                     .collect(),
                 None => files.keys().map(|key| (key.clone(), key.clone())).collect(),
             };
@@ -265,8 +270,20 @@ async fn the_chart_as_rendered_brings_a_user_into_jupyterlab_under_its_role() ->
         .flatten()
         .filter(|rule| rule["apiGroups"].as_array().is_some_and(|groups| groups.iter().any(|group| group == "")))
         .map(|rule| AccessRule {
-            resources: rule["resources"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect(),
-            verbs: rule["verbs"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect(),
+            resources: rule["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            verbs: rule["verbs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
         })
         .collect();
     fake.enforce_access(rules);

@@ -26,7 +26,12 @@ async fn a_spawn_from_the_form_and_one_from_the_api_each_ask_the_profiles_and_po
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeApiServer::start(FakeConfig::default()).await.unwrap();
     // Each pod is a local process on its own loopback address, answering the hub's readiness probe.
-    let backing = ProcessBacking { bin_dir: None, extra_args: Vec::new(), work_dir: dir.path().join("pods"), command_prefix: Vec::new() };
+    let backing = ProcessBacking {
+        bin_dir: None,
+        extra_args: Vec::new(),
+        work_dir: dir.path().join("pods"),
+        command_prefix: Vec::new(),
+    };
     fake.set_scenario(PodMatch::Any, Scenario::Process(backing));
     let auth = AuthSettings { allow_all: true, ..AuthSettings::default() };
     let policy = Arc::new(
