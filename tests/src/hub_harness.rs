@@ -64,6 +64,24 @@ pub struct HubOptions {
     pub postgres_url: Option<String>,
 }
 
+impl HubOptions {
+    /// A hub whose proxy runs apart (`ConfigurableHTTPProxy.should_start: false`): `proxy`'s public and API ports,
+    /// its API URL and token, routes checked every second, and `hub_port`, the proxy's default target. Tests add
+    /// to `hub_config` and `top_level`.
+    pub fn behind(proxy: &crate::proxy_harness::RunningProxy, hub_port: u16) -> HubOptions {
+        HubOptions {
+            ports: Some((proxy.proxy_addr().port(), hub_port, proxy.api_addr().port())),
+            hub_config: format!(
+                "    ConfigurableHTTPProxy:\n      should_start: false\n      api_url: \"{}\"\n      \
+                 check_running_interval: 1\n",
+                proxy.api_url()
+            ),
+            top_level: format!("proxy:\n  secretToken: \"{}\"\n", crate::proxy_harness::TOKEN),
+            ..HubOptions::default()
+        }
+    }
+}
+
 /// Whose accounts servers run as, as `wasmhub.local` keys. As root (CI), as wasmhub runs in production: each
 /// server as its own system user, created on first spawn, working in `<test folder>/home/<user>` so the harness
 /// still finds (and cleans up) its processes by working directory; the folder becomes traversable (0711) for them.

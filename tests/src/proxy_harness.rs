@@ -81,6 +81,14 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     /// Starts `kind` with [`TOKEN`] and the extra CHP flags `args`.
+    /// A proxy of `kind` in front of a hub that is yet to start, and the port that hub must listen on (the
+    /// proxy's default target).
+    pub async fn for_hub(kind: ProxyKind) -> (RunningProxy, u16) {
+        let hub_port = free_port();
+        let proxy = RunningProxy::start(kind, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
+        (proxy, hub_port)
+    }
+
     pub async fn start(kind: ProxyKind, args: &[&str]) -> RunningProxy {
         RunningProxy::start_with(kind, Some(TOKEN), args).await
     }

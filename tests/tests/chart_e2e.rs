@@ -211,6 +211,11 @@ fn container_port(objects: &[Value], deployment: &str, name: &str) -> Result<u16
         .with_context(|| format!("{deployment} has no port {name}"))
 }
 
+/// A JSON list of strings.
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
 fn log_of(work: &Path, name: &str) -> String {
     std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default()
 }
@@ -269,22 +274,7 @@ async fn the_chart_as_rendered_brings_a_user_into_jupyterlab_under_its_role() ->
         .into_iter()
         .flatten()
         .filter(|rule| rule["apiGroups"].as_array().is_some_and(|groups| groups.iter().any(|group| group == "")))
-        .map(|rule| AccessRule {
-            resources: rule["resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            verbs: rule["verbs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-        })
+        .map(|rule| AccessRule { resources: strings(&rule["resources"]), verbs: strings(&rule["verbs"]) })
         .collect();
     fake.enforce_access(rules);
 

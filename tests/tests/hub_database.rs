@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use reqwest::Method;
 use serde_json::Value;
-use wasmhub_system_tests::free_port;
 use wasmhub_system_tests::hub_client::{Browser, PASSWORD, admin_api, request_loop, wait_ready};
 use wasmhub_system_tests::hub_harness::{HubOptions, RunningHub};
 use wasmhub_system_tests::postgres::PrivatePostgres;
-use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy, TOKEN};
+use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy};
 
 /// Creates `user` and starts their default server, waiting until it is ready.
 async fn running_server(hub: &RunningHub, user: &str) -> Result<()> {
@@ -36,19 +35,12 @@ async fn wait_for_log(hub: &RunningHub, text: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_update_on_postgresql_hands_over_with_no_failed_request() -> Result<()> {
     let postgres = tokio::task::spawn_blocking(PrivatePostgres::start).await?;
-    let hub_port = free_port();
-    let proxy =
-        RunningProxy::start(ProxyKind::Wasmhub, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
+    let (proxy, hub_port) = RunningProxy::for_hub(ProxyKind::Wasmhub).await;
+    let behind = HubOptions::behind(&proxy, hub_port);
     let hub = RunningHub::start(HubOptions {
-        ports: Some((proxy.proxy_addr().port(), hub_port, proxy.api_addr().port())),
-        hub_config: format!(
-            "    DummyAuthenticator:\n      password: {PASSWORD}\n    ConfigurableHTTPProxy:\n      should_start: false\n      \
-             api_url: \"{}\"\n      check_running_interval: 1\n",
-            proxy.api_url()
-        ),
-        top_level: format!("proxy:\n  secretToken: \"{TOKEN}\"\n"),
+        hub_config: format!("    DummyAuthenticator:\n      password: {PASSWORD}\n{}", behind.hub_config),
         postgres_url: Some(postgres.url()),
-        ..HubOptions::default()
+        ..behind
     });
     let public = hub.public_url();
     running_server(&hub, "alice").await?;
@@ -74,7 +66,12 @@ async fn a_rolling_update_on_postgresql_hands_over_with_no_failed_request() -> R
     .await?;
     ensure!(old_exit.is_some_and(|status| status.success()), "the old hub's exit on SIGTERM: {old_exit:?}");
     let failures = client_loop.await?;
-    ensure!(failures.is_empty(), "{} of 200 requests failed across the handover: {failures:#?}", failures.len());
+    ensure!(
+        failures.is_empty(),
+        "{} of 200 requests failed across the handover: {failures:#?}\n--- proxy log\n{}",
+        failures.len(),
+        proxy.log_tail(40)
+    );
 
     // The new hub acts: it took the lease, adopted alice's running server, and spawns.
     ensure!(hub.log().contains("took the database lease"), "{}", hub.log_tail());

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use wasmhub_system_tests::free_port;
 use wasmhub_system_tests::hub_client::admin_api;
 use wasmhub_system_tests::hub_harness::{HubOptions, RunningHub};
 use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy, TOKEN};
@@ -60,18 +59,8 @@ async fn hub_health(hub: &RunningHub) -> u16 {
 }
 
 async fn routes_follow_the_hub(kind: ProxyKind) -> Result<()> {
-    let hub_port = free_port();
-    let mut proxy = RunningProxy::start(kind, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
-    let ports = (proxy.proxy_addr().port(), hub_port, proxy.api_addr().port());
-    let mut hub = RunningHub::start(HubOptions {
-        ports: Some(ports),
-        hub_config: format!(
-            "    ConfigurableHTTPProxy:\n      should_start: false\n      api_url: \"{}\"\n      check_running_interval: 1\n",
-            proxy.api_url()
-        ),
-        top_level: format!("proxy:\n  secretToken: \"{TOKEN}\"\n"),
-        ..HubOptions::default()
-    });
+    let (mut proxy, hub_port) = RunningProxy::for_hub(kind).await;
+    let mut hub = RunningHub::start(HubOptions::behind(&proxy, hub_port));
     let (status, body) = admin_api(&hub, reqwest::Method::POST, "/users/alice").await?;
     ensure!(status == 201, "creating alice: {status} {body}");
     let (status, body) = admin_api(&hub, reqwest::Method::POST, "/users/alice/server").await?;
@@ -145,17 +134,10 @@ async fn a_separate_configurable_http_proxy_keeps_the_hubs_routes() -> Result<()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_proxy_token_is_one_clear_log_line_and_a_failing_health_check_not_a_crash() -> Result<()> {
-    let hub_port = free_port();
-    let proxy =
-        RunningProxy::start(ProxyKind::Wasmhub, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
+    let (proxy, hub_port) = RunningProxy::for_hub(ProxyKind::Wasmhub).await;
     let mut hub = RunningHub::start(HubOptions {
-        ports: Some((proxy.proxy_addr().port(), hub_port, proxy.api_addr().port())),
-        hub_config: format!(
-            "    ConfigurableHTTPProxy:\n      should_start: false\n      api_url: \"{}\"\n      check_running_interval: 1\n",
-            proxy.api_url()
-        ),
         top_level: "proxy:\n  secretToken: \"not-the-proxys-token\"\n".into(),
-        ..HubOptions::default()
+        ..HubOptions::behind(&proxy, hub_port)
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while hub_health(&hub).await != 503 {

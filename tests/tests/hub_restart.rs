@@ -12,23 +12,17 @@ use wasmhub_system_tests::hub_client::{
     Browser, PASSWORD, admin_api, kernel_socket, request_loop, run_code, use_jupyterlab, wait_ready,
 };
 use wasmhub_system_tests::hub_harness::{ADMIN_TOKEN, HubOptions, RunningHub};
-use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy, TOKEN};
-use wasmhub_system_tests::{free_port, wasmhub_bin};
+use wasmhub_system_tests::proxy_harness::{ProxyKind, RunningProxy};
+use wasmhub_system_tests::wasmhub_bin;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hub_killed_and_upgraded_behind_its_own_proxy_goes_unnoticed() -> Result<()> {
-    let hub_port = free_port();
-    let proxy =
-        RunningProxy::start(ProxyKind::Wasmhub, &["--default-target", &format!("http://127.0.0.1:{hub_port}")]).await;
+    let (proxy, hub_port) = RunningProxy::for_hub(ProxyKind::Wasmhub).await;
+    let behind = HubOptions::behind(&proxy, hub_port);
     let mut hub = RunningHub::start(HubOptions {
-        ports: Some((proxy.proxy_addr().port(), hub_port, proxy.api_addr().port())),
-        hub_config: format!(
-            "    DummyAuthenticator:\n      password: {PASSWORD}\n    ConfigurableHTTPProxy:\n      should_start: false\n      \
-             api_url: \"{}\"\n      check_running_interval: 1\n",
-            proxy.api_url()
-        ),
-        top_level: format!("proxy:\n  secretToken: \"{TOKEN}\"\nsingleuser:\n  defaultUrl: /lab\n"),
-        ..HubOptions::default()
+        hub_config: format!("    DummyAuthenticator:\n      password: {PASSWORD}\n{}", behind.hub_config),
+        top_level: format!("{}singleuser:\n  defaultUrl: /lab\n", behind.top_level),
+        ..behind
     });
     let public = hub.public_url();
 

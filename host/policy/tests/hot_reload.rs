@@ -212,3 +212,50 @@ fn two_files_for_one_slot_the_second_waits_until_the_first_goes() {
     assert_eq!(status_of(&host, "b").last_load_error, None);
     assert_eq!(host.decide_cull(&[server(100)])[0].action, CullAction::Stop);
 }
+
+/// Writes `files` as the kubelet writes a ConfigMap volume: the files in a fresh hidden folder, `..data` pointing at
+/// it (replaced by a rename, so the switch is atomic), and each top-level name a symlink through `..data`.
+fn kubelet_write(folder: &Path, generation: u32, files: &[(&str, Vec<u8>)]) {
+    let hidden = format!("..2026_12_08_{generation:02}");
+    for (path, bytes) in files {
+        let target = folder.join(&hidden).join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
+    std::os::unix::fs::symlink(&hidden, folder.join("..data_tmp")).unwrap();
+    std::fs::rename(folder.join("..data_tmp"), folder.join("..data")).unwrap();
+    for (path, _) in files {
+        let top = path.split('/').next().unwrap();
+        if std::fs::symlink_metadata(folder.join(top)).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), folder.join(top)).unwrap();
+        }
+    }
+    if generation > 1 {
+        std::fs::remove_dir_all(folder.join(format!("..2026_12_08_{:02}", generation - 1))).unwrap();
+    }
+}
+
+#[test]
+fn a_configmap_update_as_the_kubelet_writes_it_is_loaded_without_a_restart() {
+    let folder = tempfile::tempdir().unwrap();
+    let policy = |timeout: u64| {
+        format!("hook: cull\ncomponent: components/cull.wasm\nsettings:\n  timeout_seconds: {timeout}\n").into_bytes()
+    };
+    let component = plugins::component_bytes(plugins::WASMHUB_DEFAULT_CULL);
+    kubelet_write(folder.path(), 1, &[("cull.yaml", policy(100)), ("components/cull.wasm", component.clone())]);
+    let config = PolicyHostConfig {
+        folder: Some(folder.path().to_owned()),
+        poll_interval: Duration::from_millis(20),
+        ..PolicyHostConfig::default()
+    };
+    let host = PolicyHost::start(config).unwrap();
+    assert_eq!(host.decide_cull(&[server(500)])[0].action, CullAction::Stop, "{:?}", host.status());
+    // The operator raises the timeout in the values; helm upgrade changes the ConfigMap; the kubelet swaps.
+    kubelet_write(folder.path(), 2, &[("cull.yaml", policy(1000)), ("components/cull.wasm", component)]);
+    wait_until("the new policy", Duration::from_secs(20), || {
+        host.decide_cull(&[server(500)])[0].action == CullAction::Keep
+    });
+    let status = host.status();
+    assert_eq!(status.len(), 1, "the kubelet's hidden entries are not policies: {status:?}");
+    assert!(status[0].last_load_error.is_none(), "{status:?}");
+}

@@ -54,9 +54,12 @@ const HOLD_RETRY: Duration = Duration::from_millis(100);
 /// smaller); larger bodies stream through unheld, so bodies are never buffered beyond this.
 const HOLD_BODY_LIMIT: u64 = 64 * 1024;
 
-/// Whether a held request may be sent again: it never reached the target (nothing accepted the connection), or
-/// its method is idempotent and the connection died before an answer (the hub killed mid-request), which HTTP
-/// allows a client to retry.
+/// Whether a held request may be sent again: it never reached the target (nothing accepted the connection, or
+/// the connection closed before the request was written); the target reset the connection, which a server's
+/// kernel does when it closes a connection with our bytes unread (a hub stopping gracefully closes its idle
+/// keep-alive connections), so the application never saw the request; or its method is idempotent and the
+/// connection died before an answer (the hub killed mid-request), which HTTP allows a client to retry. A POST
+/// the hub may have read is never sent twice.
 fn retryable(error: &(dyn std::error::Error + 'static), method: &http::Method) -> bool {
     let connect = error
         .downcast_ref::<hyper_util::client::legacy::Error>()
@@ -64,23 +67,17 @@ fn retryable(error: &(dyn std::error::Error + 'static), method: &http::Method) -
     if connect {
         return true;
     }
-    if !method.is_idempotent() {
-        return false;
-    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
-        if current
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|error| error.is_incomplete_message() || error.is_canceled())
-            || current.downcast_ref::<std::io::Error>().is_some_and(|error| {
-                matches!(
-                    error.kind(),
-                    std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::BrokenPipe
-                        | std::io::ErrorKind::UnexpectedEof
-                )
-            })
-        {
+        let unsent = current.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled);
+        let io_kind = current.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        let unread = matches!(io_kind, Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe));
+        if unsent || unread {
+            return true;
+        }
+        let died = current.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message)
+            || io_kind == Some(std::io::ErrorKind::UnexpectedEof);
+        if died && method.is_idempotent() {
             return true;
         }
         source = current.source();
@@ -794,5 +791,33 @@ mod tests {
         let login = "POST /hub/login HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b";
         let answers = exchange(port, &[login]).await;
         assert!(answers[0].starts_with("HTTP/1.1 503"), "a POST the hub may have seen is not: {}", answers[0]);
+    }
+
+    #[tokio::test]
+    async fn a_held_post_is_sent_again_when_the_hub_closed_the_connection_without_reading_it() {
+        // The "hub" stopping: it closes its first connection with the request unread (the kernel answers with a
+        // reset), then answers on the next one.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub_address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                if std::mem::take(&mut first) {
+                    // Let the request arrive, then close without reading it.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    drop(stream);
+                    continue;
+                }
+                let mut head = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await;
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                let _ = stream.write_all(answer).await;
+            }
+        });
+        let port = holding_proxy(hub_address, Duration::from_secs(10)).await;
+        let login = "POST /hub/login HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b";
+        let answers = exchange(port, &[login]).await;
+        assert!(answers[0].starts_with("HTTP/1.1 200"), "a POST the hub never read is sent again: {}", answers[0]);
     }
 }
