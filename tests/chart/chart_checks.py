@@ -170,6 +170,17 @@ class Checks:
                  {"hub": {"config": {"Authenticator": {"admin_user": ["alice"]}}}},
                  {"cull": {"timout": 10}}, {"singleuser": {"profileList": [{"display_name": "x", "slugg": "x"}]}},
                  {"hub": {"extraConfig": {"00-site": "c.Spawner.cmd = 'x'"}}}]
+        # What z2jh has and this chart does not: refused at install, naming what does the same job.
+        for values, words in [({"httpRoute": {"enabled": True}}, "httpRoute.enabled: not supported"),
+                              ({"proxy": {"traefik": {"hsts": {}}}}, "proxy.traefik: not supported"),
+                              ({"imagePullSecret": {"create": True}}, "imagePullSecret.create: not supported"),
+                              ({"global": {"safeToShowValues": True}}, "global: not supported")]:
+            try:
+                self.render(values)
+                self.fail(f"{values}: rendered without complaint")
+            except helm.HelmError as error:
+                if words not in str(error):
+                    self.fail(f"{values}: the refusal does not say {words!r}: {error}")
         for values in cases:
             try:
                 self.render(values)
@@ -282,6 +293,23 @@ class Checks:
         if "scheduler_name" in spawner or any(name in {"user-scheduler", "user-placeholder", "hook-image-puller",
                                                        "continuous-image-puller"} for _, name in kinds):
             self.fail(f"switched off, still there: {sorted(kinds)} {spawner}")
+
+        # rbac.create: false leaves the Roles to the operator; imagePullSecrets and corePods reach the chart's pods.
+        objects = self.objects(self.render({"rbac": {"create": False}, "imagePullSecrets": ["registry"],
+                                            "scheduling": {"corePods": {"nodeAffinity": {"matchNodePurpose": "require"}}},
+                                            "hub": {"tolerations": [{"key": "site", "operator": "Exists"}]}}))
+        kinds = {doc["kind"] for _, doc in objects}
+        if kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}:
+            self.fail(f"rbac.create: false still creates {kinds & {'Role', 'RoleBinding', 'ClusterRole'}}")
+        hub_pod = next(doc for _, doc in objects if doc["kind"] == "Deployment"
+                       and doc["metadata"]["name"] == "hub")["spec"]["template"]["spec"]
+        if hub_pod.get("imagePullSecrets") != [{"name": "registry"}]:
+            self.fail(f"imagePullSecrets: not on the hub pod: {hub_pod.get('imagePullSecrets')}")
+        if "requiredDuringSchedulingIgnoredDuringExecution" not in hub_pod.get("affinity", {}).get("nodeAffinity", {}):
+            self.fail(f"scheduling.corePods.nodeAffinity.matchNodePurpose: require not applied: {hub_pod.get('affinity')}")
+        keys = [toleration.get("key") for toleration in hub_pod.get("tolerations", [])]
+        if keys != ["hub.jupyter.org/dedicated", "hub.jupyter.org_dedicated", "site"]:
+            self.fail(f"the hub's tolerations are not corePods' then hub.tolerations: {keys}")
 
         # Every image of the profiles is pulled ahead, by the hook and on nodes that join later.
         objects = self.objects(self.render({"singleuser": {"profileList": [

@@ -205,3 +205,38 @@ prePuller.pullProfileListImages is false), and prePuller.extraImages.
 {{- define "wasmhub.priorityName" -}}
 {{- printf "%s-%s-priority" .root.Release.Name .name -}}
 {{- end }}
+
+{{- /* Scheduling of the chart's own pods (hub, proxy, user scheduler): scheduling.corePods, as z2jh places them. */}}
+{{- define "wasmhub.corePodScheduling" -}}
+{{- $core := .root.Values.scheduling.corePods -}}
+{{- with concat (default list $core.tolerations) (default list .tolerations) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $purpose := dict "matchExpressions" (list (dict "key" "hub.jupyter.org/node-purpose" "operator" "In" "values" (list "core"))) -}}
+{{- if eq $core.nodeAffinity.matchNodePurpose "prefer" }}
+affinity:
+  nodeAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        preference:
+          {{- toYaml $purpose | nindent 10 }}
+{{- else if eq $core.nodeAffinity.matchNodePurpose "require" }}
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - {{- toYaml $purpose | nindent 10 }}
+{{- end }}
+{{- include "wasmhub.imagePullSecrets" .root }}
+{{- end }}
+
+{{- /* Image pull secrets alone, for pods placed as user pods (image pullers, placeholders). */}}
+{{- define "wasmhub.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ if kindIs "map" . }}{{ .name }}{{ else }}{{ . }}{{ end }}
+  {{- end }}
+{{- end }}
+{{- end }}

@@ -12,6 +12,7 @@ files/keys.json, generated from host/config's declarations. Helm checks values.s
 {{- if .Values.hub.extraConfig -}}
 {{- $problems = printf "%s\nhub.extraConfig: wasmhub does not run Python configuration; express this as a policy plugin (wasmhub.policies.dir) or as settings in this file" $problems | trim -}}
 {{- end -}}
+{{- $problems = printf "%s\n%s" $problems (include "wasmhub.refusals" .) | trim -}}
 {{- if $problems -}}
 {{- fail (printf "\n%s" $problems) -}}
 {{- end -}}
@@ -102,4 +103,20 @@ files/keys.json, generated from host/config's declarations. Helm checks values.s
 {{- $previous = $row -}}
 {{- end -}}
 {{- last $previous -}}
+{{- end }}
+
+{{- /* z2jh settings this chart does not implement, refused with what does the same job here. */}}
+{{- define "wasmhub.refusals" -}}
+{{- if and .Values.httpRoute (get .Values.httpRoute "enabled") }}
+httpRoute.enabled: not supported; expose proxy-public with ingress (ingress.enabled) or its LoadBalancer Service
+{{- end }}
+{{- if .Values.proxy.traefik }}
+proxy.traefik: not supported: there is no autohttps pod; let proxy.https (type secret, manual or offload) serve HTTPS
+{{- end }}
+{{- if and .Values.imagePullSecret (get .Values.imagePullSecret "create") }}
+imagePullSecret.create: not supported; create the registry secret with kubectl and name it in imagePullSecrets
+{{- end }}
+{{- if .Values.global }}
+global: not supported; no setting of this chart is read from there
+{{- end }}
 {{- end }}

@@ -32,6 +32,9 @@ spec:
     spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 0
+      {{- with include "wasmhub.imagePullSecrets" $root }}
+      {{- . | trim | nindent 6 }}
+      {{- end }}
       securityContext:
         {{- include "wasmhub.podSecurityContext" $root | nindent 8 }}
       {{- if $root.Values.scheduling.podPriority.enabled }}
