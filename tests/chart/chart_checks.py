@@ -169,7 +169,9 @@ class Checks:
         cases = [{"hubb": {"baseUrl": "/"}}, {"singleuser": {"defaultUrll": "/lab"}},
                  {"hub": {"config": {"Authenticator": {"admin_user": ["alice"]}}}},
                  {"cull": {"timout": 10}}, {"singleuser": {"profileList": [{"display_name": "x", "slugg": "x"}]}},
-                 {"hub": {"extraConfig": {"00-site": "c.Spawner.cmd = 'x'"}}}]
+                 {"hub": {"extraConfig": {"00-site": "c.Spawner.cmd = 'x'"}}},
+                 # Sections only the chart reads are closed too: a key it would not read is refused.
+                 {"hub": {"pdb": {"enable": True}}}, {"prePuller": {"hook": {"pullOnlyOnChange": False}}}]
         # What z2jh has and this chart does not: refused at install, naming what does the same job.
         for values, words in [({"httpRoute": {"enabled": True}}, "httpRoute.enabled: not supported"),
                               ({"proxy": {"traefik": {"hsts": {}}}}, "proxy.traefik: not supported"),
@@ -310,6 +312,19 @@ class Checks:
         keys = [toleration.get("key") for toleration in hub_pod.get("tolerations", [])]
         if keys != ["hub.jupyter.org/dedicated", "hub.jupyter.org_dedicated", "site"]:
             self.fail(f"the hub's tolerations are not corePods' then hub.tolerations: {keys}")
+
+        # egressAllowRules: an explicit false closes what the component's default opens, a true opens.
+        objects = self.objects(self.render({
+            "hub": {"networkPolicy": {"egressAllowRules": {"nonPrivateIPs": False}}},
+            "singleuser": {"networkPolicy": {"egressAllowRules": {"privateIPs": True}}}}))
+        policies = {doc["metadata"]["name"]: json.dumps(doc["spec"]["egress"]) for _, doc in objects
+                    if doc["kind"] == "NetworkPolicy"}
+        if "0.0.0.0/0" in policies["hub"]:
+            self.fail("hub.networkPolicy.egressAllowRules.nonPrivateIPs: false still allows every address")
+        private_rule = [rule for rule in json.loads(policies["singleuser"]) if "ports" not in rule
+                        and any(peer.get("ipBlock", {}).get("cidr") == "10.0.0.0/8" for peer in rule["to"])]
+        if not private_rule:
+            self.fail(f"singleuser.networkPolicy.egressAllowRules.privateIPs: true opens nothing: {policies['singleuser']}")
 
         # Every image of the profiles is pulled ahead, by the hook and on nodes that join later.
         objects = self.objects(self.render({"singleuser": {"profileList": [

@@ -27,21 +27,21 @@ section! {
         /// Debug logging.
         debug("debug"): Debug = Debug::default(),
         /// Read by the Helm chart only.
-        pre_puller("prePuller"): ChartOnly = ChartOnly::default(),
+        pre_puller("prePuller"): crate::chart::PrePuller = crate::chart::PrePuller::default(),
         /// Read by the Helm chart only.
-        ingress("ingress"): ChartOnly = ChartOnly::default(),
+        ingress("ingress"): crate::chart::Ingress = crate::chart::Ingress::default(),
         /// Read by the Helm chart only.
         http_route("httpRoute"): ChartOnly = ChartOnly::default(),
         /// Read by the Helm chart only.
-        rbac("rbac"): ChartOnly = ChartOnly::default(),
+        rbac("rbac"): crate::chart::Rbac = crate::chart::Rbac::default(),
         /// Read by the Helm chart only.
         image_pull_secret("imagePullSecret"): ChartOnly = ChartOnly::default(),
         /// Read by the Helm chart only.
-        image_pull_secrets("imagePullSecrets"): ChartOnly = ChartOnly::default(),
+        image_pull_secrets("imagePullSecrets"): Vec<serde_json::Value> = Vec::new(),
         /// Read by the Helm chart only.
-        fullname_override("fullnameOverride"): ChartOnly = ChartOnly::default(),
+        fullname_override("fullnameOverride"): Option<String> = None,
         /// Read by the Helm chart only.
-        name_override("nameOverride"): ChartOnly = ChartOnly::default(),
+        name_override("nameOverride"): Option<String> = None,
         /// Read by the Helm chart only.
         global("global"): ChartOnly = ChartOnly::default(),
     }
@@ -81,7 +81,7 @@ section! {
         /// Node preferences of the hub and proxy pods.
         core_pods("corePods"): PodPlacement = PodPlacement::default(),
         /// Read by the Helm chart only.
-        user_placeholder("userPlaceholder"): ChartOnly = ChartOnly::default(),
+        user_placeholder("userPlaceholder"): crate::chart::UserPlaceholder = crate::chart::UserPlaceholder::default(),
     }
 }
 
@@ -91,19 +91,19 @@ section! {
         /// Whether user pods use it (`schedulerName: <release>-user-scheduler`).
         enabled("enabled"): bool = true,
         /// Read by the Helm chart only.
-        replicas("replicas"): ChartOnly = ChartOnly::default(),
+        replicas("replicas"): Option<u32> = None,
         /// Read by the Helm chart only.
-        log_level("logLevel"): ChartOnly = ChartOnly::default(),
+        log_level("logLevel"): Option<u32> = None,
         /// Read by the Helm chart only.
-        image("image"): ChartOnly = ChartOnly::default(),
+        image("image"): crate::chart::ChartImage = crate::chart::ChartImage::default(),
         /// Read by the Helm chart only.
-        plugins("plugins"): ChartOnly = ChartOnly::default(),
+        plugins("plugins"): Option<serde_json::Value> = None,
         /// Read by the Helm chart only.
-        plugin_config("pluginConfig"): ChartOnly = ChartOnly::default(),
+        plugin_config("pluginConfig"): Vec<serde_json::Value> = Vec::new(),
         /// Read by the Helm chart only.
-        pdb("pdb"): ChartOnly = ChartOnly::default(),
+        pdb("pdb"): crate::chart::Pdb = crate::chart::Pdb::default(),
         /// Read by the Helm chart only.
-        resources("resources"): ChartOnly = ChartOnly::default(),
+        resources("resources"): Option<serde_json::Value> = None,
     }
 }
 
@@ -113,13 +113,13 @@ section! {
         /// Whether user pods get a priority class.
         enabled("enabled"): bool = false,
         /// Read by the Helm chart only.
-        global_default("globalDefault"): ChartOnly = ChartOnly::default(),
+        global_default("globalDefault"): bool = false,
         /// Read by the Helm chart only.
-        default_priority("defaultPriority"): ChartOnly = ChartOnly::default(),
+        default_priority("defaultPriority"): i64 = 0,
         /// Read by the Helm chart only.
-        image_puller_priority("imagePullerPriority"): ChartOnly = ChartOnly::default(),
+        image_puller_priority("imagePullerPriority"): i64 = -5,
         /// Read by the Helm chart only.
-        user_placeholder_priority("userPlaceholderPriority"): ChartOnly = ChartOnly::default(),
+        user_placeholder_priority("userPlaceholderPriority"): i64 = -10,
     }
 }
 

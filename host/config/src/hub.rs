@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::schema::{section, yaml_enum};
 use crate::singleuser::SpawnerOverride;
 use crate::values::{ByteSize, Command};
-use crate::{ChartOnly, PythonCode};
+use crate::PythonCode;
 
 section! {
     /// The hub (z2jh `hub`).
@@ -38,25 +38,25 @@ section! {
         /// Python code run by JupyterHub's config file; not supported.
         extra_config("extraConfig"): PythonCode = PythonCode,
         /// Read by the Helm chart only.
-        image("image"): ChartOnly = ChartOnly::default(),
+        image("image"): crate::chart::ChartImage = crate::chart::ChartImage::default(),
         /// Read by the Helm chart only.
-        resources("resources"): ChartOnly = ChartOnly::default(),
+        resources("resources"): Option<serde_json::Value> = None,
         /// Read by the Helm chart only.
-        service("service"): ChartOnly = ChartOnly::default(),
+        service("service"): crate::chart::HubService = crate::chart::HubService::default(),
         /// Read by the Helm chart only.
-        network_policy("networkPolicy"): ChartOnly = ChartOnly::default(),
+        network_policy("networkPolicy"): crate::chart::NetworkPolicy = crate::chart::NetworkPolicy::default(),
         /// Read by the Helm chart only.
-        pdb("pdb"): ChartOnly = ChartOnly::default(),
+        pdb("pdb"): crate::chart::Pdb = crate::chart::Pdb::default(),
         /// Read by the Helm chart only.
-        node_selector("nodeSelector"): ChartOnly = ChartOnly::default(),
+        node_selector("nodeSelector"): BTreeMap<String, String> = BTreeMap::new(),
         /// Read by the Helm chart only.
-        tolerations("tolerations"): ChartOnly = ChartOnly::default(),
+        tolerations("tolerations"): Vec<serde_json::Value> = Vec::new(),
         /// Read by the Helm chart only.
-        deployment_strategy("deploymentStrategy"): ChartOnly = ChartOnly::default(),
+        deployment_strategy("deploymentStrategy"): Option<serde_json::Value> = None,
         /// Read by the Helm chart only.
-        liveness_probe("livenessProbe"): ChartOnly = ChartOnly::default(),
+        liveness_probe("livenessProbe"): crate::chart::Probe = crate::chart::Probe::default(),
         /// Read by the Helm chart only.
-        readiness_probe("readinessProbe"): ChartOnly = ChartOnly::default(),
+        readiness_probe("readinessProbe"): crate::chart::Probe = crate::chart::Probe::default(),
     }
 }
 
@@ -108,7 +108,7 @@ section! {
         /// Database password, kept out of `url`. Overridden by `WASMHUB_DB_PASSWORD`.
         password("password"): Option<String> = None,
         /// Read by the Helm chart only (the SQLite volume).
-        pvc("pvc"): ChartOnly = ChartOnly::default(),
+        pvc("pvc"): crate::chart::DbPvc = crate::chart::DbPvc::default(),
         /// Migrations always run at start; accepted for compatibility.
         upgrade("upgrade"): Option<bool> = None,
     }

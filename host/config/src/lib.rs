@@ -8,6 +8,7 @@
 //! A [`Config`] is plain data: tests build one with `Config::default()` and struct update syntax.
 
 mod auth;
+mod chart;
 mod config;
 mod docs;
 mod env;

@@ -1,5 +1,7 @@
 //! `proxy`: the proxy in front of the hub and the servers, its API token, service and TLS.
 
+use std::collections::BTreeMap;
+
 use crate::ChartOnly;
 use crate::schema::{section, yaml_enum};
 
@@ -18,11 +20,11 @@ section! {
         /// Read by the Helm chart only.
         traefik("traefik"): ChartOnly = ChartOnly::default(),
         /// Read by the Helm chart only.
-        deployment_strategy("deploymentStrategy"): ChartOnly = ChartOnly::default(),
+        deployment_strategy("deploymentStrategy"): Option<serde_json::Value> = None,
         /// Read by the Helm chart only.
-        labels("labels"): ChartOnly = ChartOnly::default(),
+        labels("labels"): BTreeMap<String, String> = BTreeMap::new(),
         /// Read by the Helm chart only.
-        annotations("annotations"): ChartOnly = ChartOnly::default(),
+        annotations("annotations"): BTreeMap<String, String> = BTreeMap::new(),
     }
 }
 
@@ -40,11 +42,11 @@ section! {
         /// Client ranges allowed through the load balancer.
         load_balancer_source_ranges("loadBalancerSourceRanges"): Vec<String> = Vec::new(),
         /// Service annotations.
-        annotations("annotations"): ChartOnly = ChartOnly::default(),
+        annotations("annotations"): BTreeMap<String, String> = BTreeMap::new(),
         /// Service labels.
-        labels("labels"): ChartOnly = ChartOnly::default(),
+        labels("labels"): BTreeMap<String, String> = BTreeMap::new(),
         /// Extra service ports.
-        extra_ports("extraPorts"): ChartOnly = ChartOnly::default(),
+        extra_ports("extraPorts"): Vec<serde_json::Value> = Vec::new(),
     }
 }
 
@@ -77,21 +79,21 @@ section! {
         /// Extra flags of `wasmhub proxy` (same as configurable-http-proxy's).
         extra_command_line_flags("extraCommandLineFlags"): Vec<String> = Vec::new(),
         /// Read by the Helm chart only.
-        image("image"): ChartOnly = ChartOnly::default(),
+        image("image"): crate::chart::ChartImage = crate::chart::ChartImage::default(),
         /// Read by the Helm chart only.
-        resources("resources"): ChartOnly = ChartOnly::default(),
+        resources("resources"): Option<serde_json::Value> = None,
         /// Read by the Helm chart only.
-        network_policy("networkPolicy"): ChartOnly = ChartOnly::default(),
+        network_policy("networkPolicy"): crate::chart::NetworkPolicy = crate::chart::NetworkPolicy::default(),
         /// Read by the Helm chart only.
-        pdb("pdb"): ChartOnly = ChartOnly::default(),
+        pdb("pdb"): crate::chart::Pdb = crate::chart::Pdb::default(),
         /// Read by the Helm chart only.
-        node_selector("nodeSelector"): ChartOnly = ChartOnly::default(),
+        node_selector("nodeSelector"): BTreeMap<String, String> = BTreeMap::new(),
         /// Read by the Helm chart only.
-        tolerations("tolerations"): ChartOnly = ChartOnly::default(),
+        tolerations("tolerations"): Vec<serde_json::Value> = Vec::new(),
         /// Read by the Helm chart only.
-        liveness_probe("livenessProbe"): ChartOnly = ChartOnly::default(),
+        liveness_probe("livenessProbe"): crate::chart::Probe = crate::chart::Probe::default(),
         /// Read by the Helm chart only.
-        readiness_probe("readinessProbe"): ChartOnly = ChartOnly::default(),
+        readiness_probe("readinessProbe"): crate::chart::Probe = crate::chart::Probe::default(),
     }
 }
 

@@ -65,11 +65,11 @@ section! {
         /// Container `lifecycle` (postStart / preStop).
         lifecycle_hooks("lifecycleHooks"): JsonMap = JsonMap::new(),
         /// Read by the Helm chart only.
-        network_policy("networkPolicy"): ChartOnly = ChartOnly::default(),
+        network_policy("networkPolicy"): crate::chart::NetworkPolicy = crate::chart::NetworkPolicy::default(),
         /// Read by the Helm chart only.
-        cloud_metadata("cloudMetadata"): ChartOnly = ChartOnly::default(),
+        cloud_metadata("cloudMetadata"): crate::chart::CloudMetadata = crate::chart::CloudMetadata::default(),
         /// Read by the Helm chart only (the image of the `block-cloud-metadata` init container).
-        network_tools("networkTools"): ChartOnly = ChartOnly::default(),
+        network_tools("networkTools"): crate::chart::NetworkTools = crate::chart::NetworkTools::default(),
         /// Read by the Helm chart only.
         extra_files("extraFiles"): ChartOnly = ChartOnly::default(),
     }

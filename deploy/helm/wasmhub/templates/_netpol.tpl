@@ -1,23 +1,21 @@
 {{- /*
 NetworkPolicies as z2jh writes them, from the same keys: `enabled`, `ingress` and `egress` (extra rules),
 `egressAllowRules` (which destinations pods may reach), `allowedIngressPorts` (ports open to anyone) and
-`interNamespaceAccessLabels` (`ignore`, or `accept` to honour the access labels on other namespaces too).
+`interNamespaceAccessLabels` (`ignore`, or `accept` to honour the access labels on other namespaces too). The
+key names and values are checked with the rest of the values (host/config's `NetworkPolicy`).
 Arguments: root, name, component, settings (the values' networkPolicy), allowRules (this component's defaults),
 ingressFrom (a list of [access label, port] pairs), egressTo (rules every such pod needs).
 */}}
 {{- define "wasmhub.networkPolicy" -}}
 {{- $settings := default dict .settings -}}
-{{- $known := list "enabled" "ingress" "egress" "egressAllowRules" "allowedIngressPorts" "interNamespaceAccessLabels" -}}
-{{- range $key, $_ := $settings -}}
-{{- if not (has $key $known) -}}
-{{- fail (printf "%s.networkPolicy.%s: unknown key; known keys: %s" $.name $key (join ", " $known)) -}}
-{{- end -}}
-{{- end -}}
 {{- $namespaces := default "ignore" $settings.interNamespaceAccessLabels -}}
-{{- if not (has $namespaces (list "ignore" "accept")) -}}
-{{- fail (printf "%s.networkPolicy.interNamespaceAccessLabels: expected ignore or accept, found %s" $.name $namespaces) -}}
+{{- /* Each rule as given, else this component's default; an explicit false is kept (sprig's merge would drop it). */ -}}
+{{- $given := default dict $settings.egressAllowRules -}}
+{{- $rules := dict -}}
+{{- range $key, $default := .allowRules -}}
+{{- $set := and (hasKey $given $key) (not (kindIs "invalid" (index $given $key))) -}}
+{{- $_ := set $rules $key (ternary (index $given $key) $default $set) -}}
 {{- end -}}
-{{- $rules := merge (deepCopy (default dict $settings.egressAllowRules)) .allowRules -}}
 {{- $private := list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" -}}
 {{- $dns := list (dict "port" 53 "protocol" "UDP") (dict "port" 53 "protocol" "TCP") -}}
 apiVersion: networking.k8s.io/v1
