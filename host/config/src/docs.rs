@@ -83,6 +83,7 @@ fn row(out: &mut String, entry: &DocEntry) {
 /// the chart's `_keys.tpl` refuses them with the hint `wasmhub config check` gives, from [`values_key_tree`].
 pub fn values_schema() -> serde_json::Value {
     let mut schema = <Config as crate::schema::FromYaml>::json_schema();
+    // `section!` always writes an object; anything else is a bug in the macro, which the generation test shows.
     let object = schema.as_object_mut().expect("a section's schema is an object");
     object.insert("$schema".to_owned(), "http://json-schema.org/draft-07/schema#".into());
     object.insert("title".to_owned(), "wasmhub chart values (generated from host/config)".into());

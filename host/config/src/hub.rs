@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::PythonCode;
 use crate::schema::{section, yaml_enum};
 use crate::singleuser::SpawnerOverride;
 use crate::values::{ByteSize, Command};
-use crate::PythonCode;
 
 section! {
     /// The hub (z2jh `hub`).

@@ -764,26 +764,55 @@ mod tests {
         assert!(answers[0].starts_with("HTTP/1.1 503"), "{}", answers[0]);
     }
 
+    /// What a scripted "hub" does with one connection, once the request's first bytes have arrived.
+    enum Conduct {
+        /// Reads the request and answers 200 `ok`.
+        Answer,
+        /// Reads the request and dies without answering: it may have acted on it.
+        ReadAndDie,
+        /// Closes with the request unread, so the kernel answers with a reset (a hub stopping gracefully).
+        CloseUnread,
+    }
+
+    /// A "hub" on a loopback port that treats each connection as `conduct` says, given the connection's number and
+    /// the request's first bytes (peeked, so still unread); its address.
+    async fn scripted_hub(mut conduct: impl FnMut(usize, &[u8]) -> Conduct + Send + 'static) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for index in 0.. {
+                let Ok((mut stream, _)) = listener.accept().await else { return };
+                let mut head = [0u8; 4096];
+                let seen = stream.peek(&mut head).await.unwrap_or(0);
+                match conduct(index, &head[..seen]) {
+                    Conduct::CloseUnread => drop(stream),
+                    Conduct::ReadAndDie => {
+                        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await;
+                    }
+                    Conduct::Answer => {
+                        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await;
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                        let _ = stream.write_all(answer).await;
+                    }
+                }
+            }
+        });
+        address
+    }
+
     #[tokio::test]
     async fn a_held_get_is_sent_again_when_the_hub_dies_mid_request_but_a_post_is_not() {
         // The "hub" reads each POST and the first GET and dies without answering (it may have acted on them); it
         // answers the GET sent again.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hub_address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut first_get = true;
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else { return };
-                let mut head = [0u8; 4096];
-                let read = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await.unwrap_or(0);
-                let is_get = head[..read].starts_with(b"GET");
-                if !is_get || std::mem::take(&mut first_get) {
-                    continue;
-                }
-                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-                let _ = stream.write_all(answer).await;
+        let mut first_get = true;
+        let hub_address = scripted_hub(move |_, head| {
+            if head.starts_with(b"GET") && !std::mem::take(&mut first_get) {
+                Conduct::Answer
+            } else {
+                Conduct::ReadAndDie
             }
-        });
+        })
+        .await;
         let port = holding_proxy(hub_address, Duration::from_secs(10)).await;
         let page = "GET /hub/home HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
         let answers = exchange(port, &[page]).await;
@@ -795,26 +824,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_held_post_is_sent_again_when_the_hub_closed_the_connection_without_reading_it() {
-        // The "hub" stopping: it closes its first connection with the request unread (the kernel answers with a
-        // reset), then answers on the next one.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hub_address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut first = true;
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else { return };
-                if std::mem::take(&mut first) {
-                    // Let the request arrive, then close without reading it.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    drop(stream);
-                    continue;
-                }
-                let mut head = [0u8; 4096];
-                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await;
-                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-                let _ = stream.write_all(answer).await;
-            }
-        });
+        // The "hub" stopping: it closes its first connection with the request unread, then answers on the next one.
+        let hub_address =
+            scripted_hub(|index, _| if index == 0 { Conduct::CloseUnread } else { Conduct::Answer }).await;
         let port = holding_proxy(hub_address, Duration::from_secs(10)).await;
         let login = "POST /hub/login HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b";
         let answers = exchange(port, &[login]).await;
