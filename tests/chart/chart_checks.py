@@ -176,7 +176,8 @@ class Checks:
         for values, words in [({"httpRoute": {"enabled": True}}, "httpRoute.enabled: not supported"),
                               ({"proxy": {"traefik": {"hsts": {}}}}, "proxy.traefik: not supported"),
                               ({"imagePullSecret": {"create": True}}, "imagePullSecret.create: not supported"),
-                              ({"global": {"safeToShowValues": True}}, "global: not supported")]:
+                              ({"global": {"safeToShowValues": True}}, "global: not supported"),
+                              ({"nameOverride": "jh"}, "nameOverride: not supported")]:
             try:
                 self.render(values)
                 self.fail(f"{values}: rendered without complaint")
@@ -228,6 +229,100 @@ class Checks:
         if refused.returncode == 0 or "proxy.https.type" not in refused.stdout + refused.stderr:
             self.fail(f"letsencrypt passed the config check Job, or without naming the key: {refused.stderr}")
 
+    def check_effects(self):
+        """Every key the chart reads changes what it creates: each value below, set over the base it needs, changes
+        some object other than the hub's config file (which holds every value) and its checksum."""
+        def nested(path, value):
+            for key in reversed(path.split(".")):
+                value = {key: value}
+            return value
+
+        def objects_apart_from_the_config(values):
+            kept = []
+            for _, doc in self.objects(self.render(values)):
+                if doc["kind"] == "Secret" and "values.yaml" in doc.get("data", {}):
+                    continue
+                doc = copy.deepcopy(doc)
+                annotations = doc.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+                annotations.pop("checksum/config", None)
+                kept.append(doc)
+            return json.dumps(kept, sort_keys=True)
+
+        image = {"name": "example.org/x", "tag": "9", "pullPolicy": "Always"}
+        probe = {"initialDelaySeconds": 7, "periodSeconds": 7, "failureThreshold": 7, "timeoutSeconds": 7}
+        policy = {"ingress": [{"from": [{"podSelector": {}}]}], "egress": [{"to": [{"podSelector": {}}]}],
+                  "allowedIngressPorts": [9999], "interNamespaceAccessLabels": "accept",
+                  "egressAllowRules": {"cloudMetadataServer": True, "dnsPortsCloudMetadataServer": False,
+                                       "dnsPortsKubeSystemNamespace": False, "dnsPortsPrivateIPs": False,
+                                       "nonPrivateIPs": False, "privateIPs": True}}
+        pdb_on = {"enabled": True}
+        cases = [("fullnameOverride", "jh", {}), ("rbac.create", False, {}), ("imagePullSecrets", ["r"], {}),
+                 ("wasmhub.proxy.defaultTargetHold", 5, {}), ("wasmhub.proxy.logFormat", "text", {}),
+                 ("wasmhub.policies.files", {"a.yaml": "hook: cull\n"}, {}),
+                 ("wasmhub.policies.binaryFiles", {"c/a.wasm": "AGFzbQ=="}, {}),
+                 ("singleuser.networkTools.image", image, {}), ("singleuser.image", image, {}),
+                 ("hub.service", {"type": "NodePort", "annotations": {"a": "b"}}, {}),
+                 ("hub.db.pvc", {"accessModes": ["ReadWriteMany"], "storage": "5Gi", "storageClassName": "fast",
+                                 "annotations": {"a": "b"}, "selector": {"matchLabels": {"a": "b"}}}, {}),
+                 ("hub.deploymentStrategy", {"type": "RollingUpdate"}, {}),
+                 ("proxy.deploymentStrategy", {"type": "RollingUpdate"}, {}),
+                 ("proxy.labels", {"a": "b"}, {}), ("proxy.annotations", {"a": "b"}, {}),
+                 ("proxy.service", {"type": "NodePort", "labels": {"a": "b"}, "annotations": {"a": "b"},
+                                    "nodePorts": {"http": 30080}, "extraPorts": [{"name": "x", "port": 9}]}, {}),
+                 ("proxy.service.loadBalancerIP", "192.0.2.1", {}),
+                 ("proxy.service.loadBalancerSourceRanges", ["192.0.2.0/24"], {}),
+                 ("proxy.service.disableHttpPort", True,
+                  nested("proxy.https", {"enabled": True, "type": "offload"})),
+                 ("proxy.service.nodePorts.https", 30443,
+                  merged(nested("proxy.https", {"enabled": True, "type": "offload"}),
+                         nested("proxy.service.type", "NodePort"))),
+                 ("proxy.chp.defaultTarget", "http://elsewhere:8081", {}),
+                 ("proxy.chp.errorTarget", "http://elsewhere:8081/error", {}),
+                 ("proxy.chp.extraCommandLineFlags", ["--timeout=1000"], {}),
+                 ("scheduling.userScheduler", {"replicas": 3, "logLevel": 2, "image": image, "resources": {"limits": {"cpu": "1"}},
+                                               "plugins": {"score": {}}, "pluginConfig": []}, {}),
+                 ("scheduling.userScheduler.pdb", {"enabled": False}, {}),
+                 ("scheduling.userScheduler.pdb.maxUnavailable", 2, {}),
+                 ("scheduling.podPriority", {"globalDefault": True, "defaultPriority": 5, "imagePullerPriority": -1,
+                                             "userPlaceholderPriority": -2}, nested("scheduling.podPriority.enabled", True)),
+                 ("scheduling.userPlaceholder", {"replicas": 2, "resources": {"requests": {"cpu": "1"}}}, {}),
+                 ("scheduling.userPlaceholder.enabled", False, {}),
+                 ("scheduling.corePods.tolerations", [{"key": "x", "operator": "Exists"}], {}),
+                 ("scheduling.corePods.nodeAffinity.matchNodePurpose", "ignore", {}),
+                 ("scheduling.userPods.tolerations", [{"key": "x", "operator": "Exists"}], {}),
+                 ("prePuller.hook", {"image": image, "podSchedulingWaitDuration": 3,
+                                     "resources": {"limits": {"cpu": "1"}}}, {}),
+                 ("prePuller.continuous.enabled", False, {}), ("prePuller.pause.image", image, {}),
+                 ("prePuller.extraImages", {"x": image}, {}),
+                 ("prePuller.pullProfileListImages", False,
+                  nested("singleuser.profileList", [{"display_name": "x", "kubespawner_override": {"image": "e.org/p:1"}}])),
+                 ("ingress", {"annotations": {"a": "b"}, "ingressClassName": "nginx", "hosts": ["h.example"],
+                              "pathSuffix": "x", "pathType": "ImplementationSpecific", "tls": [{"hosts": ["h.example"]}]},
+                  nested("ingress.enabled", True))]
+        for component in ("hub", "proxy.chp"):
+            cases += [(f"{component}.image", image, {}), (f"{component}.resources", {"limits": {"cpu": "1"}}, {}),
+                      (f"{component}.nodeSelector", {"a": "b"}, {}),
+                      (f"{component}.tolerations", [{"key": "x", "operator": "Exists"}], {}),
+                      (f"{component}.livenessProbe", probe, {}), (f"{component}.readinessProbe", probe, {}),
+                      (f"{component}.livenessProbe.enabled", False, {}),
+                      (f"{component}.readinessProbe.enabled", False, {}),
+                      (f"{component}.pdb.enabled", True, {}),
+                      (f"{component}.pdb.maxUnavailable", 1, nested(f"{component}.pdb", pdb_on)),
+                      (f"{component}.pdb.minAvailable", 0, nested(f"{component}.pdb", pdb_on)),
+                      (f"{component}.networkPolicy.enabled", False, {})]
+        for component in ("hub", "proxy.chp", "singleuser"):
+            cases += [(f"{component}.networkPolicy.{key}", value, {}) for key, value in policy.items()
+                      if key != "egressAllowRules"]
+            cases += [(f"{component}.networkPolicy.egressAllowRules.{key}", value, {})
+                      for key, value in policy["egressAllowRules"].items()]
+        for path, value, base in cases:
+            if objects_apart_from_the_config(base) == objects_apart_from_the_config(merged(base, nested(path, value))):
+                # Some egress rules are already what the component's default is; flip them the other way.
+                if isinstance(value, bool) and objects_apart_from_the_config(base) != objects_apart_from_the_config(
+                        merged(base, nested(path, not value))):
+                    continue
+                self.fail(f"{path}: {value!r} changes nothing the chart creates")
+
     def check_schema(self):
         """values.schema.json, generated from host/config, refuses a value of the wrong type at install."""
         for values, where in [({"cull": {"timeout": "soon"}}, "/cull/timeout"),
@@ -270,6 +365,9 @@ class Checks:
         blocked = config["singleuser"]["initContainers"][0]
         if blocked["name"] != "block-cloud-metadata" or "169.254.169.254" not in blocked["command"]:
             self.fail(f"singleuser.cloudMetadata.blockWithIptables: no init container in {blocked}")
+        config = yaml.safe_load(self.hub_config(self.objects(self.render({"singleuser": {"cloudMetadata": {"ip": "169.254.0.1"}}}))))
+        if "169.254.0.1" not in config["singleuser"]["initContainers"][0]["command"]:
+            self.fail("singleuser.cloudMetadata.ip: the init container blocks another address")
         objects = self.objects(self.render({"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}))
         if self.hub_config(objects).count("block-cloud-metadata"):
             self.fail("singleuser.cloudMetadata.blockWithIptables: false still blocks")

@@ -78,6 +78,12 @@ fn a_config_change_restarts_the_hub_and_leaves_the_proxy() {
     check("checksums");
 }
 
+/// Every key the chart reads changes what it creates (a table of each key with a value other than its default).
+#[test]
+fn every_key_the_chart_reads_changes_what_it_creates() {
+    check("effects");
+}
+
 /// Keys the chart reads change the objects: the proxy's hold, the strategy on PostgreSQL, cloud metadata.
 #[test]
 fn settings_the_chart_reads_have_their_effect() {

@@ -116,6 +116,9 @@ proxy.traefik: not supported: there is no autohttps pod; let proxy.https (type s
 {{- if and .Values.imagePullSecret (get .Values.imagePullSecret "create") }}
 imagePullSecret.create: not supported; create the registry secret with kubectl and name it in imagePullSecrets
 {{- end }}
+{{- if .Values.nameOverride }}
+nameOverride: not supported; fullnameOverride prefixes the names of every object
+{{- end }}
 {{- if .Values.global }}
 global: not supported; no setting of this chart is read from there
 {{- end }}
